@@ -1,0 +1,165 @@
+"""Build the pinned Kubernetes, etcd, kwok and helm binaries from source.
+
+Everything comes through the Go module proxy. ``k8s.io/kubernetes`` cannot be
+``go install``-ed directly because its go.mod points every ``k8s.io/*``
+staging module at a local directory, so we build from a throwaway module that
+requires it and maps each staging module to its published ``v0.x.y``.
+A second run finds the binaries and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from localcluster import versions
+from localcluster.progress import Progress
+
+_REPLACE_LINE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/")
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("GOFLAGS", "-buildvcs=false")
+    env["CGO_ENABLED"] = env.get("CGO_ENABLED", "0")
+    env["GOTOOLCHAIN"] = "local"
+    return env
+
+
+def _go() -> str:
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    if not Path(go).exists():
+        raise SystemExit(
+            "localcluster build: Go is not installed; install Go >= 1.24 "
+            "(the Kubernetes binaries are built from source)"
+        )
+    return go
+
+
+def _run(cmd: list[str], cwd: Path, progress: Progress, what: str) -> None:
+    progress.step(what)
+    proc = subprocess.run(cmd, cwd=cwd, env=_go_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
+        raise SystemExit(f"localcluster build: {what} failed (exit {proc.returncode})")
+
+
+def _staging_modules(gomod_text: str) -> list[str]:
+    return [m.group(1) for line in gomod_text.splitlines() if (m := _REPLACE_LINE.match(line))]
+
+
+def throwaway_gomod(kubernetes_gomod: str) -> str:
+    """The go.mod of the module that builds Kubernetes (pure, unit-tested)."""
+    lines = [
+        "module raykube.local/k8sbuild",
+        "",
+        "go 1.24.0",
+        "",
+        f"require k8s.io/kubernetes {versions.KUBERNETES}",
+        "",
+        "replace (",
+    ]
+    lines += [f"\t{mod} => {mod} {versions.STAGING}" for mod in _staging_modules(kubernetes_gomod)]
+    lines.append(")")
+    return "\n".join(lines) + "\n"
+
+
+def _ldflags() -> str:
+    major, minor = versions.KUBERNETES.removeprefix("v").split(".")[:2]
+    pairs = {
+        "gitVersion": versions.KUBERNETES,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+    }
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"-X {pkg}.{k}={v}" for k, v in pairs.items()]
+    return " ".join(flags)
+
+
+def _kubernetes(out: Path, progress: Progress) -> None:
+    go = _go()
+    work = versions.cache_root() / "build" / f"k8s-{versions.KUBERNETES}"
+    work.mkdir(parents=True, exist_ok=True)
+    progress.step(f"resolving k8s.io/kubernetes@{versions.KUBERNETES}")
+    info = subprocess.run(
+        [go, "mod", "download", "-json", f"k8s.io/kubernetes@{versions.KUBERNETES}"],
+        cwd=work,
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    gomod = Path(json.loads(info.stdout)["GoMod"]).read_text()
+    (work / "go.mod").write_text(throwaway_gomod(gomod))
+    (work / "tools.go").write_text(
+        "//go:build tools\n\npackage tools\n\n"
+        + "".join(f'import _ "k8s.io/kubernetes/cmd/{c}"\n' for c in versions.KUBE_COMMANDS)
+        + f'import _ "{versions.ETCD_MODULE}"\n'
+    )
+    _run([go, "mod", "tidy", "-e"], work, progress, "downloading modules (go mod tidy)")
+    targets = [("etcd", versions.ETCD_MODULE)] + [
+        (c, f"k8s.io/kubernetes/cmd/{c}") for c in versions.KUBE_COMMANDS
+    ]
+    for name, pkg in targets:
+        if (out / name).exists():
+            continue
+        flags = _ldflags() if name != "etcd" else "-s -w"
+        _run(
+            [go, "build", "-trimpath", f"-ldflags={flags}", "-o", str(out / name), pkg],
+            work,
+            progress,
+            f"building {name}",
+        )
+
+
+def _go_install(out: Path, pkg: str, name: str, progress: Progress) -> None:
+    if (out / name).exists():
+        return
+    env_out = {"GOBIN": str(out)}
+    progress.step(f"building {name} ({pkg})")
+    proc = subprocess.run(
+        [_go(), "install", "-trimpath", "-ldflags=-s -w", pkg],
+        cwd=versions.cache_root(),
+        env=_go_env() | env_out,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-8000:])
+        raise SystemExit(f"localcluster build: building {name} failed")
+
+
+REQUIRED = ("etcd", *versions.KUBE_COMMANDS, "kwok", "helm")
+
+
+def missing(out: Path | None = None) -> list[str]:
+    out = out or versions.bin_dir()
+    return [b for b in REQUIRED if not (out / b).exists()]
+
+
+def build_all() -> Path:
+    """Build whatever is missing; return the directory holding the binaries."""
+    out = versions.bin_dir()
+    if not missing(out):
+        print(f"localcluster: binaries present in {out}", flush=True)
+        return out
+    started = time.monotonic()
+    progress = Progress("build", started)
+    tmp = out.with_name(out.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    _kubernetes(tmp, progress)
+    _go_install(tmp, f"sigs.k8s.io/kwok/cmd/kwok@{versions.KWOK}", "kwok", progress)
+    _go_install(tmp, f"helm.sh/helm/v3/cmd/helm@{versions.HELM}", "helm", progress)
+    # Rename at the end so an interrupted build is never mistaken for a whole one.
+    tmp.rename(out)
+    progress.step(f"done: binaries in {out}")
+    return out

@@ -1,0 +1,43 @@
+"""Pinned versions of everything the local cluster builds or installs.
+
+Kubernetes 1.34 is the newest release whose kubelet still starts on cgroup v1
+by default (1.35 flips ``failCgroupV1`` to true), and the test machines only
+offer cgroup v1 controllers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+KUBERNETES = "v1.34.4"
+# Staging modules are published as v0.<minor>.<patch> of the same release.
+STAGING = "v0." + KUBERNETES.removeprefix("v1.")
+# etcd is built from the version that k8s.io/kubernetes itself requires, so
+# one throwaway module resolves both without conflicts.
+ETCD_MODULE = "go.etcd.io/etcd/server/v3"
+KWOK = "v0.7.0"
+HELM = "v3.19.0"
+
+KUBE_COMMANDS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+)
+
+
+def cache_root() -> Path:
+    """Where built binaries, images and cluster state live, outside the repo."""
+    override = os.environ.get("RAYKUBE_CACHE")
+    if override:
+        return Path(override)
+    return Path.home() / ".cache" / "raykube"
+
+
+def bin_dir() -> Path:
+    """Binaries are keyed by every pinned version so a bump rebuilds."""
+    key = f"k8s-{KUBERNETES}_kwok-{KWOK}_helm-{HELM}"
+    return cache_root() / "bin" / key
