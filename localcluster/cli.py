@@ -1,17 +1,63 @@
-"""Command line for people: build, up, down, status."""
+"""Command line for people: ``python -m localcluster build|up|down|status|kubeconfig``."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from localcluster import build
+from localcluster import build, controlplane, kwok
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m localcluster",
+        description="A real Kubernetes control plane (built from source) on 127.0.0.1.",
+    )
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help=f"state directory (default {controlplane.default_state()})",
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser(
+        "build", help="build the pinned Kubernetes binaries (cached; no-op when present)"
+    )
+    up = sub.add_parser(
+        "up", help="start etcd, kube-apiserver, controllers, kwok nodes; install CRDs"
+    )
+    up.add_argument("--cpu-nodes", type=int, default=3)
+    up.add_argument("--gpu-nodes", type=int, default=2)
+    up.add_argument("--crds", type=Path, default=REPO / "crds")
+    sub.add_parser("down", help="stop everything `up` started, by PID")
+    sub.add_parser("status", help="show which components run")
+    sub.add_parser("kubeconfig", help="print the admin kubeconfig path")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localcluster")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build", help="build the pinned Kubernetes binaries (cached)")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    state = args.state or controlplane.default_state()
     if args.cmd == "build":
         print(build.build_all())
+    elif args.cmd == "up":
+        plan = kwok.NodePlan(cpu_nodes=args.cpu_nodes, gpu_nodes=args.gpu_nodes)
+        cp = controlplane.up(state, crds=args.crds, nodes=plan)
+        print(f"export KUBECONFIG={cp.kubeconfig}")
+        print(f"kubectl: {cp.bin / 'kubectl'}")
+    elif args.cmd == "down":
+        stopped = controlplane.down(state)
+        print("stopped: " + (", ".join(stopped) or "nothing was running"))
+    elif args.cmd == "status":
+        running = controlplane.status(state)
+        if not running:
+            print("not running")
+            return 1
+        for name, ok in running.items():
+            print(f"{name:26} {'running' if ok else 'DEAD'}")
+        return 0 if all(running.values()) else 1
+    elif args.cmd == "kubeconfig":
+        print(state / "admin.kubeconfig")
     return 0

@@ -1,0 +1,324 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and kwok.
+
+Everything binds to 127.0.0.1 on free ports. The state directory holds the
+PKI, kubeconfig, logs, PID files and ``cluster.json`` (ports and paths), so a
+separate ``down`` or ``status`` call, or the real-node tier, can find it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from localcluster import build, kwok, pki, processes, versions
+from localcluster.processes import ComponentFailed
+from localcluster.progress import Progress
+
+SERVICE_CIDR = "10.96.0.0/16"
+# Order matters when stopping: clients before the servers they talk to.
+STOP_ORDER = ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
+
+
+@dataclass
+class ControlPlane:
+    state: Path
+    bin: Path
+    host: str = "127.0.0.1"
+    etcd_port: int = 0
+    apiserver_port: int = 0
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def server(self) -> str:
+        return f"https://{self.host}:{self.apiserver_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state / "admin.kubeconfig"
+
+    @property
+    def pki(self) -> Path:
+        return self.state / "pki"
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the pinned kubectl against this cluster."""
+        proc = subprocess.run(
+            [str(self.bin / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise subprocess.CalledProcessError(
+                proc.returncode, proc.args, proc.stdout, proc.stderr
+            )
+        return proc
+
+    def env(self) -> dict[str, str]:
+        """Environment for child processes (operator, helm) using this cluster."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PATH": _path_with(self.bin)}
+
+    def save(self) -> None:
+        data = asdict(self)
+        data["state"], data["bin"] = str(self.state), str(self.bin)
+        (self.state / "cluster.json").write_text(json.dumps(data, indent=2))
+
+    @classmethod
+    def load(cls, state: Path) -> ControlPlane:
+        data = json.loads((state / "cluster.json").read_text())
+        data["state"], data["bin"] = Path(data["state"]), Path(data["bin"])
+        return cls(**data)
+
+
+def _path_with(directory: Path) -> str:
+    return f"{directory}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def default_state() -> Path:
+    return versions.cache_root() / "clusters" / "default"
+
+
+def _write_kubeconfig(cp: ControlPlane, cert: pki.KeyPair, user: str, path: Path) -> None:
+    ca = cp.pki / "ca.crt"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "raykube-local",
+                        "cluster": {"server": cp.server, "certificate-authority": str(ca)},
+                    }
+                ],
+                "users": [
+                    {
+                        "name": user,
+                        "user": {"client-certificate": str(cert.cert), "client-key": str(cert.key)},
+                    }
+                ],
+                "contexts": [
+                    {"name": "raykube-local", "context": {"cluster": "raykube-local", "user": user}}
+                ],
+                "current-context": "raykube-local",
+            },
+            indent=2,
+        )
+    )
+    path.chmod(0o600)
+
+
+def _make_pki(cp: ControlPlane) -> pki.KeyPair:
+    ca = pki.make_ca(cp.pki)
+    pki.issue(
+        ca,
+        cp.pki,
+        "apiserver",
+        common_name="kube-apiserver",
+        dns_names=(
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ),
+        ips=("127.0.0.1", "10.96.0.1"),
+        server=True,
+    )
+    # Used by the apiserver for `kubectl logs/exec` through a real kubelet.
+    pki.issue(
+        ca,
+        cp.pki,
+        "apiserver-kubelet-client",
+        common_name="kube-apiserver-kubelet-client",
+        org="system:masters",
+        client=True,
+    )
+    pki.service_account_key(cp.pki)
+    admin = pki.issue(
+        ca, cp.pki, "admin", common_name="raykube-admin", org="system:masters", client=True
+    )
+    _write_kubeconfig(cp, admin, "admin", cp.kubeconfig)
+    return admin
+
+
+def _tls_context(cp: ControlPlane, admin: pki.KeyPair) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(cp.pki / "ca.crt"))
+    ctx.load_cert_chain(str(admin.cert), str(admin.key))
+    return ctx
+
+
+def _start_etcd(cp: ControlPlane) -> None:
+    peer = processes.free_port()
+    url = f"http://{cp.host}:{cp.etcd_port}"
+    argv = [
+        str(cp.bin / "etcd"),
+        "--name=raykube",
+        f"--data-dir={cp.state / 'etcd'}",
+        f"--listen-client-urls={url}",
+        f"--advertise-client-urls={url}",
+        f"--listen-peer-urls=http://{cp.host}:{peer}",
+        f"--initial-advertise-peer-urls=http://{cp.host}:{peer}",
+        f"--initial-cluster=raykube=http://{cp.host}:{peer}",
+        "--listen-metrics-urls=",
+        # A throwaway test cluster does not need durability; fsync dominates
+        # its latency on these virtual disks.
+        "--unsafe-no-fsync",
+        "--quota-backend-bytes=4294967296",
+        "--log-level=warn",
+    ]
+    pid = processes.start("etcd", argv, cp.state)
+    cp.pids["etcd"] = pid
+    processes.wait_until("etcd", lambda: processes.http_ok(f"{url}/health"), cp.state, pid)
+
+
+def _start_apiserver(cp: ControlPlane, ctx: ssl.SSLContext) -> None:
+    p = cp.pki
+    argv = [
+        str(cp.bin / "kube-apiserver"),
+        f"--etcd-servers=http://{cp.host}:{cp.etcd_port}",
+        f"--bind-address={cp.host}",
+        f"--advertise-address={cp.host}",
+        f"--secure-port={cp.apiserver_port}",
+        f"--tls-cert-file={p / 'apiserver.crt'}",
+        f"--tls-private-key-file={p / 'apiserver.key'}",
+        f"--client-ca-file={p / 'ca.crt'}",
+        f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+        f"--service-account-key-file={p / 'sa.key'}",
+        f"--service-account-signing-key-file={p / 'sa.key'}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=Node,RBAC",
+        "--allow-privileged=true",
+        # A loopback advertise address may not be stored as an Endpoint.
+        "--endpoint-reconciler-type=none",
+        "--profiling=false",
+        "--v=1",
+    ]
+    pid = processes.start("kube-apiserver", argv, cp.state)
+    cp.pids["kube-apiserver"] = pid
+    processes.wait_until(
+        "kube-apiserver",
+        lambda: processes.http_ok(f"{cp.server}/readyz", ctx),
+        cp.state,
+        pid,
+        timeout=120,
+    )
+
+
+def _start_controllers(cp: ControlPlane) -> None:
+    p = cp.pki
+    kc = f"--kubeconfig={cp.kubeconfig}"
+    common = [kc, f"--bind-address={cp.host}", "--leader-elect=false", "--v=1"]
+    cm = [
+        str(cp.bin / "kube-controller-manager"),
+        *common,
+        f"--secure-port={processes.free_port()}",
+        f"--service-account-private-key-file={p / 'sa.key'}",
+        f"--root-ca-file={p / 'ca.crt'}",
+        f"--cluster-signing-cert-file={p / 'ca.crt'}",
+        f"--cluster-signing-key-file={p / 'ca.key'}",
+        "--use-service-account-credentials=true",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+    ]
+    cp.pids["kube-controller-manager"] = processes.start("kube-controller-manager", cm, cp.state)
+    sched = [str(cp.bin / "kube-scheduler"), *common, f"--secure-port={processes.free_port()}"]
+    cp.pids["kube-scheduler"] = processes.start("kube-scheduler", sched, cp.state)
+
+
+def _wait_default_service_account(cp: ControlPlane, timeout: float = 60) -> None:
+    """Pods are refused until the controller-manager made `default/default`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            if not processes.alive(cp.pids[name]):
+                raise ComponentFailed(
+                    f"{name} exited during start-up:\n{processes.log_tail(cp.state, name)}"
+                )
+        if cp.kubectl("get", "serviceaccount", "default", check=False).returncode == 0:
+            return
+        time.sleep(0.5)
+    raise ComponentFailed(
+        "kube-controller-manager did not create the default ServiceAccount in time:\n"
+        + processes.log_tail(cp.state, "kube-controller-manager")
+    )
+
+
+def install_crds(cp: ControlPlane, directory: Path) -> list[str]:
+    """Apply every CRD in ``directory`` server-side and wait until established."""
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        return []
+    args: list[str] = []
+    for f in files:
+        args += ["-f", str(f)]
+    out = cp.kubectl("apply", "--server-side", "--force-conflicts", *args, "-o", "name").stdout
+    names = [n for n in out.split() if n.startswith("customresourcedefinition")]
+    if names:
+        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    return names
+
+
+def up(
+    state: Path | None = None,
+    *,
+    crds: Path | None = None,
+    nodes: kwok.NodePlan | None = None,
+    quiet: bool = False,
+) -> ControlPlane:
+    """Build what is missing, then start a fresh control plane in ``state``."""
+    state = state or default_state()
+    progress = Progress("up")
+    bin_dir = build.build_all()
+    down(state)
+    state.mkdir(parents=True, exist_ok=True)
+    cp = ControlPlane(state=state, bin=bin_dir)
+    cp.etcd_port, cp.apiserver_port = processes.free_port(), processes.free_port()
+    admin = _make_pki(cp)
+    try:
+        if not quiet:
+            progress.step(f"starting etcd on {cp.host}:{cp.etcd_port}")
+        _start_etcd(cp)
+        if not quiet:
+            progress.step(f"starting kube-apiserver on {cp.server}")
+        _start_apiserver(cp, _tls_context(cp, admin))
+        if not quiet:
+            progress.step("starting kube-controller-manager and kube-scheduler")
+        _start_controllers(cp)
+        cp.pids["kwok"] = kwok.start(cp)
+        cp.save()
+        _wait_default_service_account(cp)
+        kwok.create_nodes(cp, nodes or kwok.NodePlan())
+        if crds is not None:
+            install_crds(cp, crds)
+    except BaseException:
+        down(state)
+        raise
+    cp.save()
+    if not quiet:
+        progress.step(f"control plane ready; KUBECONFIG={cp.kubeconfig}")
+    return cp
+
+
+def down(state: Path | None = None) -> list[str]:
+    """Stop every process this state directory started, by PID."""
+    state = state or default_state()
+    return processes.stop_all(state, STOP_ORDER)
+
+
+def status(state: Path | None = None) -> dict[str, bool]:
+    state = state or default_state()
+    pid_dir = state / "pids"
+    if not pid_dir.is_dir():
+        return {}
+    return {p.name: processes.alive(int(p.read_text())) for p in sorted(pid_dir.iterdir())}

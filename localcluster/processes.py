@@ -1,0 +1,125 @@
+"""Start long-running servers, remember their PIDs on disk, stop them by PID.
+
+PID files let a separate ``down`` command (or a crashed test run's next
+start) find and stop exactly what an earlier ``up`` started, and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+
+class ComponentFailed(RuntimeError):
+    """A component of the local cluster could not start; the message says which and why."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def start(name: str, argv: list[str], state: Path, env: dict[str, str] | None = None) -> int:
+    """Start ``argv`` in its own session, logging to ``state/logs/<name>.log``."""
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    (state / "pids").mkdir(parents=True, exist_ok=True)
+    log = (state / "logs" / f"{name}.log").open("ab")
+    proc = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    log.close()
+    (state / "pids" / name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still "exists"; reap it if it is ours.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def stop_pid(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after ``grace``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not alive(pid):
+                return
+            time.sleep(0.1)
+
+
+def stop_all(state: Path, order: list[str] | None = None) -> list[str]:
+    """Stop every process recorded under ``state/pids`` (in ``order`` first)."""
+    pid_dir = state / "pids"
+    if not pid_dir.is_dir():
+        return []
+    names = [p.name for p in pid_dir.iterdir()]
+    ranked = [n for n in (order or []) if n in names] + sorted(
+        n for n in names if n not in (order or [])
+    )
+    stopped = []
+    for name in ranked:
+        path = pid_dir / name
+        with contextlib.suppress(ValueError, FileNotFoundError):
+            stop_pid(int(path.read_text().strip()))
+            stopped.append(name)
+        path.unlink(missing_ok=True)
+    return stopped
+
+
+def log_tail(state: Path, name: str, lines: int = 30) -> str:
+    path = state / "logs" / f"{name}.log"
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_until(
+    name: str,
+    check: Callable[[], bool],
+    state: Path,
+    pid: int,
+    timeout: float = 90.0,
+) -> None:
+    """Poll ``check`` until true; fail fast, with the log, if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            raise ComponentFailed(f"{name} exited during start-up:\n{log_tail(state, name)}")
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.2)
+    raise ComponentFailed(
+        f"{name} did not become healthy within {timeout:.0f}s:\n{log_tail(state, name)}"
+    )
+
+
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+        return bool(resp.status == 200)
