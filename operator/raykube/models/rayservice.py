@@ -1,0 +1,297 @@
+"""The RayService kind (``ray.io/v1``): Ray Serve applications on a RayCluster
+that the operator creates, upgrades and replaces."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from raykube.models.base import (
+    Count,
+    Int64,
+    KindInfo,
+    KubeModel,
+    OpenObject,
+    PrinterColumn,
+    Time,
+    cel,
+    schema_default,
+)
+from raykube.models.clusterspec import MANAGED_BY_FIELD_RULES, ManagedBy, RayClusterSpec
+from raykube.models.common import Condition, ObjectMeta, name_rules
+from raykube.models.raycluster import RayClusterStatus
+
+DEFAULT_UPGRADE_TIMEOUT_SECONDS = 1800
+DEFAULT_DELETION_DELAY_SECONDS = 60
+DEFAULT_SERVICE_UNHEALTHY_SECONDS = 900
+DEFAULT_DEPLOYMENT_UNHEALTHY_SECONDS = 300
+
+
+class RayServiceUpgradeType(StrEnum):
+    NEW_CLUSTER = "NewCluster"
+    NONE = "None"
+    RECREATE = "Recreate"
+
+
+class ServeAppState(StrEnum):
+    """Application statuses reported by Ray Serve."""
+
+    NOT_STARTED = "NOT_STARTED"
+    DEPLOYING = "DEPLOYING"
+    RUNNING = "RUNNING"
+    DEPLOY_FAILED = "DEPLOY_FAILED"
+    DELETING = "DELETING"
+    UNHEALTHY = "UNHEALTHY"
+
+
+class ServeDeploymentState(StrEnum):
+    """Deployment statuses reported by Ray Serve."""
+
+    UPDATING = "UPDATING"
+    HEALTHY = "HEALTHY"
+    UNHEALTHY = "UNHEALTHY"
+
+
+class RayServiceConditionType(StrEnum):
+    READY = "Ready"
+    UPGRADE_IN_PROGRESS = "UpgradeInProgress"
+
+
+class RayServiceUpgradeStrategy(KubeModel):
+    """How a change to rayClusterConfig reaches the running service."""
+
+    type: RayServiceUpgradeType = Field(
+        RayServiceUpgradeType.NEW_CLUSTER,
+        description=(
+            "NewCluster (default): build a new cluster, move traffic once all its Serve "
+            "applications run, then delete the old one. Recreate (raykube): delete the old "
+            "cluster first, then build the new one; traffic stops meanwhile, but two clusters "
+            "never run at once. None: never build a new cluster; changes to rayClusterConfig "
+            "are not applied. (NewClusterWithIncrementalUpgrade is not supported.)"
+        ),
+        json_schema_extra=schema_default(RayServiceUpgradeType.NEW_CLUSTER.value),
+    )
+    timeout_seconds: Count = Field(
+        DEFAULT_UPGRADE_TIMEOUT_SECONDS,
+        description=(
+            "raykube extension. Seconds a new cluster may take to serve every application "
+            "before the upgrade is abandoned: the old cluster keeps serving and the failure "
+            "is reported in a condition. 0 means no deadline. Default 1800."
+        ),
+        json_schema_extra=schema_default(DEFAULT_UPGRADE_TIMEOUT_SECONDS),
+    )
+
+
+class RayServiceSpec(KubeModel):
+    """Desired state of a RayService: Serve applications and the cluster they run on."""
+
+    serve_config_v2: str | None = Field(
+        None,
+        alias="serveConfigV2",
+        description=(
+            "Ray Serve multi-application config as a YAML string (applications, http_options, "
+            "...). Sent to the cluster's dashboard; checked there, not at admission."
+        ),
+    )
+    ray_cluster_config: RayClusterSpec = Field(
+        description=(
+            "The RayCluster to run the applications on. A change outside worker replicas, "
+            "scaling bounds, workersToDelete, tolerations and scheduling gates builds a new "
+            "cluster according to upgradeStrategy."
+        )
+    )
+    upgrade_strategy: RayServiceUpgradeStrategy = Field(
+        default_factory=RayServiceUpgradeStrategy,
+        description="How a cluster change is rolled out.",
+        json_schema_extra=schema_default({}),
+    )
+    ray_cluster_deletion_delay_seconds: Count = Field(
+        DEFAULT_DELETION_DELAY_SECONDS,
+        description="Seconds the old cluster is kept after traffic moved away (default 60).",
+        json_schema_extra=schema_default(DEFAULT_DELETION_DELAY_SECONDS),
+    )
+    service_unhealthy_second_threshold: Count = Field(
+        DEFAULT_SERVICE_UNHEALTHY_SECONDS,
+        description=(
+            "Seconds a Serve application may stay DEPLOY_FAILED or UNHEALTHY before the cluster "
+            "is considered unhealthy and a replacement is prepared (default 900; 0 turns the "
+            "check off)."
+        ),
+        json_schema_extra=schema_default(DEFAULT_SERVICE_UNHEALTHY_SECONDS),
+    )
+    deployment_unhealthy_second_threshold: Count = Field(
+        DEFAULT_DEPLOYMENT_UNHEALTHY_SECONDS,
+        description=(
+            "Seconds the serving cluster's dashboard may be unreachable before the cluster is "
+            "considered unhealthy and a replacement is prepared (default 300; 0 turns the check "
+            "off)."
+        ),
+        json_schema_extra=schema_default(DEFAULT_DEPLOYMENT_UNHEALTHY_SECONDS),
+    )
+    serve_service: OpenObject | None = Field(
+        None,
+        description=(
+            "A Kubernetes Service merged into the generated <name>-serve-svc (name, labels, "
+            "annotations, type, ports)."
+        ),
+    )
+    exclude_head_pod_from_serve_svc: bool | None = Field(
+        None, description="Keep the head pod out of the serve Service even when it serves."
+    )
+    suspend: bool | None = Field(
+        None,
+        description=(
+            "Delete the clusters and Services of this RayService while true; recreate them "
+            "when set back to false."
+        ),
+    )
+    managed_by: ManagedBy | None = Field(
+        None,
+        description=(
+            "Controller in charge: unset or ray.io/kuberay-operator means this operator; "
+            "kueue.x-k8s.io/multikueue hands the object to Kueue. Immutable."
+        ),
+        json_schema_extra=cel(MANAGED_BY_FIELD_RULES),
+    )
+
+
+class ServeDeploymentStatus(KubeModel):
+    """State of one Serve deployment, as Ray Serve reports it."""
+
+    status: str | None = Field(None, description="UPDATING, HEALTHY or UNHEALTHY.")
+    message: str | None = Field(None, description="Details from Ray Serve.")
+    health_last_update_time: Time | None = Field(
+        None, description="When the deployment was last seen healthy."
+    )
+
+
+class AppStatus(KubeModel):
+    """State of one Serve application, as Ray Serve reports it."""
+
+    status: str | None = Field(
+        None, description="NOT_STARTED, DEPLOYING, RUNNING, DEPLOY_FAILED, DELETING or UNHEALTHY."
+    )
+    message: str | None = Field(None, description="Details from Ray Serve (errors, tracebacks).")
+    health_last_update_time: Time | None = Field(
+        None,
+        description=(
+            "When the application was last seen healthy; unhealthy time is measured from it."
+        ),
+    )
+    serve_deployment_statuses: dict[str, ServeDeploymentStatus] = Field(
+        default_factory=dict, description="Deployments of the application, by name."
+    )
+
+
+class ServingClusterStatus(KubeModel):
+    """One RayCluster of the service and the Serve applications on it."""
+
+    ray_cluster_name: str | None = Field(None, description="Name of the RayCluster.")
+    application_statuses: dict[str, AppStatus] = Field(
+        default_factory=dict, description="Serve applications on the cluster, by name."
+    )
+    ray_cluster_status: RayClusterStatus | None = Field(
+        None, description="Status of the RayCluster (copied from it)."
+    )
+
+
+class RayServiceStatus(KubeModel):
+    """Observed state of a RayService, written by the operator."""
+
+    service_status: str | None = Field(
+        None, description="Running once the active cluster serves (kept for KubeRay tools)."
+    )
+    num_serve_endpoints: Count = Field(
+        0, description="Pods behind the serve Service (their Serve proxy answers)."
+    )
+    active_service_status: ServingClusterStatus = Field(
+        default_factory=ServingClusterStatus,
+        description="The cluster receiving traffic.",
+    )
+    pending_service_status: ServingClusterStatus = Field(
+        default_factory=ServingClusterStatus,
+        description="The cluster being prepared to replace it, during an upgrade.",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Conditions (Ready, UpgradeInProgress, ...).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    observed_generation: Int64 | None = Field(
+        None, description="metadata.generation this status was computed from."
+    )
+    last_update_time: Time | None = Field(None, description="When this status last changed.")
+
+
+RAYSERVICE_SPEC_RULES = [
+    {
+        "rule": "has(self.managedBy) == has(oldSelf.managedBy)",
+        "message": "managedBy is immutable: it cannot be added or removed after creation",
+        "fieldPath": ".managedBy",
+        "reason": "FieldValueForbidden",
+    },
+]
+
+
+class RayService(KubeModel):
+    """Ray Serve applications on a Ray cluster, upgraded without downtime."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            name_rules(
+                "RayService",
+                47,
+                "its RayClusters are named <name>-<5 characters> and a RayCluster name is "
+                "limited to 53",
+            )
+        )
+    )
+
+    api_version: Literal["ray.io/v1", "ray.io/v1alpha1"] = "ray.io/v1"
+    kind: Literal["RayService"] = "RayService"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: RayServiceSpec = Field(
+        description="Desired state of the service.",
+        json_schema_extra=cel(RAYSERVICE_SPEC_RULES),
+    )
+    status: RayServiceStatus | None = Field(None, description="Observed state of the service.")
+
+
+_READY = '.status.conditions[?(@.type=="Ready")].status'
+
+KIND = KindInfo(
+    kind="RayService",
+    plural="rayservices",
+    singular="rayservice",
+    max_name_length=47,
+    printer_columns=(
+        PrinterColumn("Service Status", "string", ".status.serviceStatus", "Running once serving."),
+        PrinterColumn(
+            "Serve Endpoints",
+            "integer",
+            ".status.numServeEndpoints",
+            "Pods behind the serve Service.",
+        ),
+        PrinterColumn(
+            "Active Cluster",
+            "string",
+            ".status.activeServiceStatus.rayClusterName",
+            "RayCluster receiving traffic.",
+        ),
+        PrinterColumn(
+            "Pending Cluster",
+            "string",
+            ".status.pendingServiceStatus.rayClusterName",
+            "RayCluster being prepared.",
+        ),
+        PrinterColumn("Ready", "string", _READY, "Status of the Ready condition."),
+        PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since creation."),
+    ),
+)
+
+
+def parse_rayservice(obj: dict[str, Any]) -> RayService:
+    """Validate a RayService as read from the API server (or a manifest)."""
+    return RayService.model_validate(obj)
