@@ -1,0 +1,270 @@
+"""The Kubernetes adapter: the only module that talks to the API server.
+
+It speaks plain JSON dicts over kubernetes_asyncio's authenticated transport,
+so builders and decisions never see a client type. Writes of objects we own
+are server-side applies under one field manager.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+from urllib.parse import urlencode
+
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return f"{base}/{name}" if name else base
+
+
+PODS = Resource("", "v1", "pods", "Pod")
+SERVICES = Resource("", "v1", "services", "Service")
+SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
+EVENTS = Resource("", "v1", "events", "Event")
+ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
+ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
+RAYCLUSTERS = Resource("ray.io", "v1", "rayclusters", "RayCluster")
+RAYSERVICES = Resource("ray.io", "v1", "rayservices", "RayService")
+
+BY_KIND = {
+    r.kind: r
+    for r in (
+        PODS,
+        SERVICES,
+        SERVICE_ACCOUNTS,
+        EVENTS,
+        ROLES,
+        ROLE_BINDINGS,
+        LEASES,
+        RAYCLUSTERS,
+        RAYSERVICES,
+    )
+}
+
+
+class ApiError(Exception):
+    """An API call failed; ``status`` is the HTTP code, ``message`` the server's words."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+def _error(exc: ApiException) -> ApiError:
+    reason, message = str(exc.reason), str(exc.body or "")
+    try:
+        body = json.loads(exc.body or b"")
+        reason, message = str(body.get("reason", reason)), str(body.get("message", message))
+    except (TypeError, ValueError, AttributeError):
+        pass
+    return ApiError(int(exc.status or 0), reason, message)
+
+
+class Kube:
+    """One authenticated API client per process, opened at start-up."""
+
+    def __init__(self, api: k8s_client.ApiClient, field_manager: str) -> None:
+        self._api = api
+        self.field_manager = field_manager
+
+    @classmethod
+    async def connect(cls, field_manager: str) -> Kube:
+        try:
+            k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException:
+            await k8s_config.load_kube_config()
+        return cls(k8s_client.ApiClient(), field_manager)
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        if query:
+            path = f"{path}?{urlencode(query)}"
+        try:
+            resp = await self._api.call_api(
+                path,
+                method,
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=30,
+            )
+        except ApiException as exc:
+            raise _error(exc) from None
+        raw = resp[0] if isinstance(resp, tuple) else resp
+        data = await raw.read()
+        return cast(JSON, json.loads(data)) if data else {}
+
+    async def get(self, res: Resource, namespace: str | None, name: str) -> JSON | None:
+        try:
+            return await self._call("GET", res.path(namespace, name))
+        except ApiError as err:
+            if err.not_found:
+                return None
+            raise
+
+    async def list(self, res: Resource, namespace: str | None, selector: str = "") -> list[JSON]:
+        query = {"labelSelector": selector} if selector else None
+        items = (await self._call("GET", res.path(namespace), query=query)).get("items", [])
+        return cast(list[JSON], items)
+
+    async def apply(self, obj: JSON, *, dry_run: bool = False) -> JSON:
+        """Server-side apply; the object must carry apiVersion, kind and name."""
+        res = BY_KIND[obj["kind"]]
+        meta = obj["metadata"]
+        query = {"fieldManager": self.field_manager, "force": "true"}
+        if dry_run:
+            query["dryRun"] = "All"
+        return await self._call(
+            "PATCH",
+            res.path(meta.get("namespace"), meta["name"]),
+            query=query,
+            body=obj,
+            content_type="application/apply-patch+yaml",
+        )
+
+    async def delete(
+        self, res: Resource, namespace: str | None, name: str, *, uid: str | None = None
+    ) -> bool:
+        """Delete; with ``uid`` only that incarnation. False when already gone."""
+        body: JSON = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Background",
+        }
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            await self._call("DELETE", res.path(namespace, name), body=body)
+        except ApiError as err:
+            if err.not_found or err.conflict:
+                return False
+            raise
+        return True
+
+    async def patch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        *,
+        subresource: str = "",
+        patch_type: str = "merge",
+    ) -> JSON:
+        content = {
+            "merge": "application/merge-patch+json",
+            "json": "application/json-patch+json",
+        }[patch_type]
+        path = res.path(namespace, name) + (f"/{subresource}" if subresource else "")
+        return await self._call(
+            "PATCH",
+            path,
+            query={"fieldManager": self.field_manager},
+            body=patch,
+            content_type=content,
+        )
+
+    async def proxy_get(
+        self, namespace: str, service: str, port: int, path: str
+    ) -> tuple[int, bytes]:
+        """GET through the API server's service proxy (operator outside the cluster)."""
+        url = f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy{path}"
+        try:
+            resp = await self._api.call_api(
+                url,
+                "GET",
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=10,
+            )
+        except ApiException as exc:
+            return int(exc.status or 0), str(exc.body or "").encode()
+        raw = resp[0] if isinstance(resp, tuple) else resp
+        return int(raw.status), await raw.read()
+
+    async def event(
+        self,
+        involved: Mapping[str, Any],
+        event_type: str,
+        reason: str,
+        message: str,
+        component: str,
+    ) -> None:
+        """Record a core/v1 Event about ``involved``; failures are logged, never raised."""
+        meta = involved["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace")},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": meta["name"],
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": component},
+            "reportingComponent": component,
+            "reportingInstance": component,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self._call("POST", EVENTS.path(meta.get("namespace")), body=body)
+        except ApiError as err:
+            log.warning("could not record event %s on %s: %s", reason, meta["name"], err)

@@ -1,0 +1,1 @@
+"""Pure builders: a RayCluster model in, Kubernetes objects (dicts) out."""

@@ -1,0 +1,99 @@
+"""Ray's own autoscaler as a sidecar of the head, and the RBAC it needs (pure).
+
+Ray's ``kuberay-autoscaler`` scales by patching the RayCluster's
+``workerGroupSpecs[].replicas`` and ``scaleStrategy.workersToDelete``; the
+operator then creates or deletes exactly those pods.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raykube.builders import labels
+from raykube.models.raycluster import RayCluster
+
+DEFAULT_RESOURCES = {
+    "limits": {"cpu": "500m", "memory": "512Mi"},
+    "requests": {"cpu": "500m", "memory": "512Mi"},
+}
+COMMAND = (
+    "ray kuberay-autoscaler --cluster-name $(RAY_CLUSTER_NAME)"
+    " --cluster-namespace $(RAY_CLUSTER_NAMESPACE)"
+)
+
+
+def autoscaler_container(cluster: RayCluster) -> dict[str, Any]:
+    opts = cluster.spec.autoscaler_options
+    head = cluster.spec.head_group_spec.ray_container()
+    env: list[dict[str, Any]] = [
+        {
+            "name": "RAY_CLUSTER_NAME",
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{labels.CLUSTER}']"}},
+        },
+        {
+            "name": "RAY_CLUSTER_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        },
+        {"name": "RAY_HEAD_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "KUBERAY_CRD_VER", "value": "v1"},
+    ]
+    container: dict[str, Any] = {
+        "name": "autoscaler",
+        "image": (opts.image if opts and opts.image else head.get("image")),
+        "imagePullPolicy": str(opts.image_pull_policy)
+        if opts and opts.image_pull_policy
+        else "IfNotPresent",
+        "command": list(opts.command) if opts and opts.command else ["/bin/bash", "-c", "--"],
+        "args": list(opts.args) if opts and opts.args else [COMMAND],
+        "env": env + [dict(e) for e in (opts.env or [] if opts else [])],
+        "resources": dict(opts.resources) if opts and opts.resources else DEFAULT_RESOURCES,
+    }
+    if opts and opts.env_from:
+        container["envFrom"] = [dict(e) for e in opts.env_from]
+    if opts and opts.volume_mounts:
+        container["volumeMounts"] = [dict(v) for v in opts.volume_mounts]
+    if opts and opts.security_context is not None:
+        container["securityContext"] = dict(opts.security_context)
+    return container
+
+
+def _meta(cluster: RayCluster, created_by: str) -> dict[str, Any]:
+    from raykube.builders.pods import owner_reference  # late: pods imports this module
+
+    return {
+        "name": labels.autoscaler_account_name(cluster.metadata.name),
+        "namespace": cluster.metadata.namespace,
+        "labels": {labels.CLUSTER: cluster.metadata.name, labels.CREATED_BY: created_by},
+        "ownerReferences": [owner_reference(cluster)],
+    }
+
+
+def autoscaler_rbac(cluster: RayCluster, created_by: str) -> list[dict[str, Any]]:
+    """ServiceAccount, Role and RoleBinding named after the cluster."""
+    meta = _meta(cluster, created_by)
+    name = meta["name"]
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods"],
+                    "verbs": ["get", "list", "watch", "patch"],
+                },
+                {"apiGroups": ["ray.io"], "resources": ["rayclusters"], "verbs": ["get", "patch"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": name, "namespace": cluster.metadata.namespace}
+            ],
+        },
+    ]

@@ -1,0 +1,1 @@
+"""Pure decisions: observed state in, plan and status out. No I/O here."""

@@ -1,0 +1,78 @@
+"""A slim, immutable view of a Ray pod: what decisions need, nothing more.
+
+The operator keeps these in memory for every Ray pod it watches, so the view
+is small on purpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from raykube.builders import labels
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    uid: str
+    namespace: str
+    cluster: str
+    node_type: str
+    group: str
+    phase: str
+    ready: bool
+    terminating: bool
+    created: str
+    pod_ip: str = ""
+    node_name: str = ""
+    serve_label: bool = False
+    #: The Ray container exited and the pod will not restart it.
+    dead: bool = False
+    reason: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.phase == "Running" and not self.terminating
+
+
+def _ready(status: Mapping[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])
+    )
+
+
+def _dead(spec: Mapping[str, Any], status: Mapping[str, Any]) -> tuple[bool, str]:
+    phase = status.get("phase", "")
+    if phase in ("Failed", "Succeeded"):
+        return True, status.get("reason", phase)
+    if spec.get("restartPolicy") == "Never":
+        for cs in status.get("containerStatuses", [])[:1]:
+            terminated = (cs.get("state") or {}).get("terminated")
+            if terminated:
+                return True, terminated.get("reason", "Terminated")
+    return False, ""
+
+
+def view(pod: Mapping[str, Any]) -> PodView:
+    meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
+    lbl = meta.get("labels", {})
+    dead, reason = _dead(spec, status)
+    return PodView(
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        namespace=meta.get("namespace", ""),
+        cluster=lbl.get(labels.CLUSTER, ""),
+        node_type=lbl.get(labels.NODE_TYPE, ""),
+        group=lbl.get(labels.GROUP, ""),
+        phase=status.get("phase", "Pending"),
+        ready=_ready(status),
+        terminating=bool(meta.get("deletionTimestamp")),
+        created=meta.get("creationTimestamp") or "",
+        pod_ip=status.get("podIP", ""),
+        node_name=spec.get("nodeName", ""),
+        serve_label=lbl.get(labels.SERVE) == "true",
+        dead=dead,
+        reason=reason,
+    )

@@ -1,0 +1,233 @@
+"""Reconcile one RayCluster: an ordered list of small ``ensure`` steps.
+
+Each step is idempotent; the first error stops the pass and the work queue
+retries with back-off. Status is computed by a pure function and written
+only when it changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from raykube import metrics
+from raykube.adapters.kube import PODS, RAYCLUSTERS, ApiError
+from raykube.builders.autoscaler import autoscaler_rbac
+from raykube.builders.pods import BuildContext, build_head_pod, build_worker_pod
+from raykube.builders.services import build_head_service
+from raykube.decisions import cluster_status, pods
+from raykube.decisions.scaling import PodPlan, intent_of, plan_pods
+from raykube.handlers.runtime import Runtime
+from raykube.handlers.workqueue import Key
+from raykube.models.raycluster import RayCluster, parse_raycluster
+
+log = logging.getLogger(__name__)
+KIND = "RayCluster"
+#: While pods are starting, look again this often even without events.
+PROGRESS_RECHECK_SECONDS = 10.0
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_context(rt: Runtime, obj: dict[str, Any]) -> BuildContext:
+    owned_by_service = any(
+        ref.get("kind") == "RayService" for ref in obj["metadata"].get("ownerReferences", [])
+    )
+    return BuildContext(
+        created_by=rt.settings.operator_name,
+        cluster_domain=rt.settings.cluster_domain,
+        serve_readiness=owned_by_service,
+    )
+
+
+async def warn_once(rt: Runtime, key: Key, obj: dict[str, Any], reason: str, message: str) -> None:
+    if (key, reason, message) in rt.warned:
+        return
+    rt.warned.add((key, reason, message))
+    await rt.kube.event(obj, "Warning", reason, message, rt.settings.operator_name)
+
+
+async def reconcile(rt: Runtime, key: Key) -> float | None:
+    started = time.monotonic()
+    metrics.RECONCILES.labels(KIND).inc()
+    try:
+        return await _reconcile(rt, key)
+    except Exception as exc:
+        metrics.RECONCILE_ERRORS.labels(KIND, type(exc).__name__).inc()
+        raise
+    finally:
+        metrics.RECONCILE_SECONDS.labels(KIND).observe(time.monotonic() - started)
+
+
+async def _reconcile(rt: Runtime, key: Key) -> float | None:
+    await rt.indexed.wait()
+    obj = await rt.kube.get(RAYCLUSTERS, *key)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        rt.expectations.forget(key)
+        rt.clusters.forget(key)
+        return None
+    try:
+        cluster = parse_raycluster(obj)
+    except ValidationError as err:
+        await _report_invalid(rt, key, obj, err)
+        return None
+    ctx = build_context(rt, obj)
+    if cluster.spec.enable_in_tree_autoscaling:
+        await ensure_autoscaler_rbac(rt, cluster)
+    head_service = await ensure_head_service(rt, cluster, ctx)
+    failure = await ensure_pods(rt, key, obj, cluster, ctx)
+    observed = cluster_status.Observed(rt.pods_of(key), head_service, failure)
+    status = cluster_status.compute_status(cluster, intent_of(cluster), observed, now_iso())
+    await write_status(rt, key, obj, status)
+    settled = status.get("state") in ("ready", "suspended") and failure is None
+    return None if settled else PROGRESS_RECHECK_SECONDS
+
+
+async def _report_invalid(rt: Runtime, key: Key, obj: dict[str, Any], err: ValidationError) -> None:
+    message = "; ".join(
+        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:5]
+    )
+    await warn_once(rt, key, obj, "InvalidRayClusterSpec", message)
+    status = dict(obj.get("status") or {})
+    status["state"] = "failed"
+    status["reason"] = message[:1024]
+    await write_status(rt, key, obj, status)
+
+
+async def ensure_autoscaler_rbac(rt: Runtime, cluster: RayCluster) -> None:
+    for item in autoscaler_rbac(cluster, rt.settings.operator_name):
+        await rt.kube.apply(item)
+
+
+async def ensure_head_service(
+    rt: Runtime, cluster: RayCluster, ctx: BuildContext
+) -> dict[str, Any]:
+    return await rt.kube.apply(build_head_service(cluster, ctx))
+
+
+async def _dry_run_templates(
+    rt: Runtime, cluster: RayCluster, ctx: BuildContext
+) -> tuple[str, str] | None:
+    """Let the API server judge every pod template before anything is created."""
+    candidates = [("FailedCreateHeadPod", build_head_pod(cluster, ctx))]
+    candidates += [
+        ("FailedCreateWorkerPod", build_worker_pod(cluster, g, ctx))
+        for g in cluster.spec.worker_group_specs
+    ]
+    for reason, pod in candidates:
+        try:
+            await rt.kube.apply(pod, dry_run=True)
+        except ApiError as err:
+            if err.status in (400, 422):
+                return (
+                    reason,
+                    f"pod {pod['metadata']['name']} rejected by the API server: {err.message}",
+                )
+            raise
+    return None
+
+
+async def ensure_pods(
+    rt: Runtime, key: Key, obj: dict[str, Any], cluster: RayCluster, ctx: BuildContext
+) -> tuple[str, str] | None:
+    """Create and delete pods per the plan; return a creation failure, if any."""
+    plan = plan_pods(intent_of(cluster), rt.pods_of(key))
+    if plan.empty:
+        return None
+    if plan.create_head or plan.create_workers:
+        failure = await _dry_run_templates(rt, cluster, ctx)
+        if failure is not None:
+            await warn_once(rt, key, obj, *failure)
+            return failure
+    await _delete_pods(rt, key, obj, plan)
+    return await _create_pods(rt, key, obj, cluster, ctx, plan)
+
+
+async def _delete_pods(rt: Runtime, key: Key, obj: dict[str, Any], plan: PodPlan) -> None:
+    for victim in plan.delete:
+        if await rt.kube.delete(PODS, key[0], victim.name, uid=victim.uid):
+            rt.expectations.deleted(key, victim.uid)
+            metrics.PODS_DELETED.labels(victim.node_type, victim.reason).inc()
+            reason = "DeletedHeadPod" if victim.node_type == "head" else "DeletedWorkerPod"
+            await rt.kube.event(
+                obj,
+                "Normal",
+                reason,
+                f"Deleted pod {key[0]}/{victim.name} ({victim.reason})",
+                rt.settings.operator_name,
+            )
+
+
+async def _create(
+    rt: Runtime, key: Key, obj: dict[str, Any], pod: dict[str, Any], node_type: str
+) -> tuple[str, str] | None:
+    ok, fail = (
+        ("CreatedHeadPod", "FailedCreateHeadPod")
+        if node_type == "head"
+        else ("CreatedWorkerPod", "FailedCreateWorkerPod")
+    )
+    try:
+        created = await rt.kube.apply(pod)
+    except ApiError as err:
+        if err.status in (400, 403, 422):
+            message = f"Failed to create pod {key[0]}/{pod['metadata']['name']}: {err.message}"
+            await warn_once(rt, key, obj, fail, message)
+            return fail, message
+        raise
+    rt.expectations.created(key, pods.view(created))
+    metrics.PODS_CREATED.labels(node_type).inc()
+    await rt.kube.event(
+        obj,
+        "Normal",
+        ok,
+        f"Created pod {key[0]}/{pod['metadata']['name']}",
+        rt.settings.operator_name,
+    )
+    return None
+
+
+async def _create_pods(
+    rt: Runtime,
+    key: Key,
+    obj: dict[str, Any],
+    cluster: RayCluster,
+    ctx: BuildContext,
+    plan: PodPlan,
+) -> tuple[str, str] | None:
+    if plan.create_head:
+        failure = await _create(rt, key, obj, build_head_pod(cluster, ctx), "head")
+        if failure:
+            return failure
+    groups = {g.group_name: g for g in cluster.spec.worker_group_specs}
+    for name, count in plan.create_workers.items():
+        for _ in range(count):
+            failure = await _create(
+                rt, key, obj, build_worker_pod(cluster, groups[name], ctx), "worker"
+            )
+            if failure:
+                return failure
+    return None
+
+
+async def write_status(rt: Runtime, key: Key, obj: dict[str, Any], status: dict[str, Any]) -> None:
+    if not cluster_status.differs(obj.get("status"), status):
+        return
+    status = {**status, "lastUpdateTime": now_iso()}
+    # Optimistic concurrency: a status computed from a stale object is dropped
+    # and recomputed on the next pass, never written over a newer one.
+    patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": status}
+    try:
+        await rt.kube.patch(RAYCLUSTERS, key[0], key[1], patch, subresource="status")
+    except ApiError as err:
+        if err.conflict:
+            rt.clusters.add(key)
+            return
+        raise
+    state = status.get("state") or "provisioning"
+    log.info("RayCluster %s/%s status: %s", key[0], key[1], state)

@@ -1,0 +1,95 @@
+"""Process-wide state of a running operator: clients, caches, queues.
+
+Created once at start-up (kopf's startup handler) and kept on kopf's memo;
+nothing here is created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from raykube.adapters.kube import Kube
+from raykube.decisions.pods import PodView
+from raykube.handlers.workqueue import Key, WorkQueue
+from raykube.settings import Settings
+
+#: How long a create or delete we issued is assumed in flight before the
+#: watch must have shown it (after that the cache is trusted again).
+EXPECTATION_TTL = 60.0
+
+
+class IndexLike(Protocol):
+    """kopf.Index, as far as we use it (a mapping of key -> iterable of values)."""
+
+    def __contains__(self, key: object) -> bool: ...
+    def __getitem__(self, key: Any) -> Iterable[Any]: ...
+
+
+@dataclass
+class Expectations:
+    """Creations and deletions we issued that the watch has not shown yet.
+
+    They keep a reconcile that runs between our write and its watch event
+    from creating the same pod twice (or deleting a second victim).
+    """
+
+    creates: dict[Key, dict[str, tuple[float, PodView]]] = field(default_factory=dict)
+    deletes: dict[Key, dict[str, float]] = field(default_factory=dict)
+
+    def created(self, key: Key, pod: PodView) -> None:
+        self.creates.setdefault(key, {})[pod.name] = (time.monotonic() + EXPECTATION_TTL, pod)
+
+    def deleted(self, key: Key, uid: str) -> None:
+        self.deletes.setdefault(key, {})[uid] = time.monotonic() + EXPECTATION_TTL
+
+    def apply(self, key: Key, observed: list[PodView]) -> list[PodView]:
+        """Observed pods, corrected by what we know is in flight."""
+        now = time.monotonic()
+        seen = {p.name for p in observed}
+        creates = {
+            n: v for n, v in self.creates.get(key, {}).items() if v[0] > now and n not in seen
+        }
+        self.creates[key] = creates
+        deletes = {u: t for u, t in self.deletes.get(key, {}).items() if t > now}
+        still_there = {p.uid for p in observed}
+        deletes = {u: t for u, t in deletes.items() if u in still_there}
+        self.deletes[key] = deletes
+        pods = [
+            PodView(**{**p.__dict__, "terminating": True}) if p.uid in deletes else p
+            for p in observed
+        ]
+        return pods + [v[1] for v in creates.values()]
+
+    def forget(self, key: Key) -> None:
+        self.creates.pop(key, None)
+        self.deletes.pop(key, None)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    kube: Kube
+    pods: IndexLike
+    services: IndexLike
+    clusters: WorkQueue
+    services_queue: WorkQueue | None = None
+    expectations: Expectations = field(default_factory=Expectations)
+    #: Set once kopf has filled the indices (the first handler call).
+    indexed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: (key, reason, message) of warnings already recorded, to emit each once.
+    warned: set[tuple[Key, str, str]] = field(default_factory=set)
+    known_clusters: set[Key] = field(default_factory=set)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def pods_of(self, key: Key) -> list[PodView]:
+        observed = list(self.pods[key]) if key in self.pods else []
+        return self.expectations.apply(key, observed)
+
+    def head_service_of(self, key: Key, name: str) -> Mapping[str, Any] | None:
+        if key not in self.services:
+            return None
+        return next((s for s in self.services[key] if s["metadata"]["name"] == name), None)
