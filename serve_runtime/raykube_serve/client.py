@@ -127,11 +127,16 @@ class ServeClient:
     """Blocking client; one instance per process keeps connections pooled."""
 
     def __init__(
-        self, base_url: str, policy: RetryPolicy | None = None, rng: random.Random | None = None
+        self,
+        base_url: str,
+        policy: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+        **httpx_options: Any,
     ) -> None:
         self.policy = policy or RetryPolicy()
         self._rng = rng or random.Random()
-        self._http = httpx.Client(base_url=base_url)
+        # httpx_options go to httpx.Client (headers, auth, event_hooks, limits...).
+        self._http = httpx.Client(base_url=base_url, **httpx_options)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The first non-retriable response, or RetriesExhausted."""
@@ -168,11 +173,16 @@ class AsyncServeClient:
     """The same policy for asyncio callers."""
 
     def __init__(
-        self, base_url: str, policy: RetryPolicy | None = None, rng: random.Random | None = None
+        self,
+        base_url: str,
+        policy: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+        **httpx_options: Any,
     ) -> None:
         self.policy = policy or RetryPolicy()
         self._rng = rng or random.Random()
-        self._http = httpx.AsyncClient(base_url=base_url)
+        # httpx_options go to httpx.AsyncClient (headers, auth, event_hooks, limits...).
+        self._http = httpx.AsyncClient(base_url=base_url, **httpx_options)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         state = _Attempts(self.policy, self._rng)

@@ -75,8 +75,11 @@ def _ray_executable() -> str:
 
 
 class LocalRayHead:
-    def __init__(self, num_cpus: int = 4, object_store_mb: int = 100) -> None:
+    def __init__(
+        self, num_cpus: int = 4, object_store_mb: int = 100, env: dict[str, str] | None = None
+    ) -> None:
         self.ports = HeadPorts()
+        self.extra_env = env or {}
         self.num_cpus = num_cpus
         self.object_store_mb = object_store_mb
         # Short path: Ray puts unix sockets under it (108-byte limit).
@@ -115,6 +118,7 @@ class LocalRayHead:
 
     def start(self, timeout_s: float = 120.0) -> None:
         env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_DISABLE_DOCKER_CPU_WARNING="1")
+        env.update(self.extra_env)
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
