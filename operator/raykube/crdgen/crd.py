@@ -16,15 +16,19 @@ HEADER = (
     "# Regenerate after changing the models; CI fails when this file is stale.\n"
 )
 
-# The root of a CRD schema may say nothing about metadata but the type: the
-# API server owns it (the models' name rules are CEL at the root instead).
+# The API server owns metadata: a CRD may only restrict name and
+# generateName. Declaring ``name`` lets the root CEL name rules point their
+# fieldPath at it.
 _ROOT_FIELDS: Schema = {
     "apiVersion": {
         "type": "string",
         "description": "Schema version: ray.io/v1 (ray.io/v1alpha1 is deprecated).",
     },
     "kind": {"type": "string", "description": "Kind of this object."},
-    "metadata": {"type": "object"},
+    "metadata": {
+        "type": "object",
+        "properties": {"name": {"type": "string", "description": "Name of the object."}},
+    },
 }
 
 
