@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -313,29 +314,80 @@ def _ignored(rel: str, patterns: list[str]) -> bool:
     return False
 
 
-def context_files(context: Path) -> list[Path]:
-    """The files a build can see: the context less what .dockerignore drops."""
-    patterns = [*_ignore_patterns(context), ".git"]
+# Never part of what an image depends on, even without a .dockerignore.
+_ALWAYS_IGNORED = [".git", ".venv", "__pycache__", "*.pyc"]
+
+
+def _walk(root: Path, context: Path, patterns: list[str]) -> list[Path]:
+    if root.is_file():
+        return [root]
     found = []
-    for dirpath, dirnames, filenames in os.walk(context):
+    for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, context)
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
         dirnames[:] = sorted(d for d in dirnames if not _ignored(rel_dir + d, patterns))
-        for name in sorted(filenames):
-            if not _ignored(rel_dir + name, patterns):
-                found.append(Path(dirpath) / name)
+        found += [
+            Path(dirpath) / name
+            for name in sorted(filenames)
+            if not _ignored(rel_dir + name, patterns)
+        ]
     return found
+
+
+def _instructions(dockerfile_text: str) -> list[list[str]]:
+    """Dockerfile instructions as word lists, continuation lines joined."""
+    joined = re.sub(r"\\\n", " ", dockerfile_text)
+    lines = [ln.strip() for ln in joined.splitlines()]
+    return [ln.split() for ln in lines if ln and not ln.startswith("#")]
+
+
+def copy_sources(dockerfile_text: str) -> list[str] | None:
+    """Context paths that COPY/ADD read; None when they cannot be known
+    statically (a variable in a source), so the whole context counts."""
+    sources: list[str] = []
+    for words in _instructions(dockerfile_text):
+        if words[0].upper() not in ("COPY", "ADD"):
+            continue
+        args = words[1:]
+        if any(a.startswith("--from=") for a in args):
+            continue  # from another stage, not from the context
+        args = [a for a in args if not a.startswith("--")]
+        if args and args[0].startswith("["):
+            args = json.loads(" ".join(args))
+        for src in args[:-1]:
+            if "$" in src:
+                return None
+            sources.append(src)
+    return sources
+
+
+def context_files(context: Path, dockerfile_text: str | None = None) -> list[Path]:
+    """The files a build reads: what COPY/ADD name (or the whole context),
+    less what .dockerignore drops."""
+    patterns = [*_ignore_patterns(context), *_ALWAYS_IGNORED]
+    sources = copy_sources(dockerfile_text) if dockerfile_text is not None else None
+    if sources is None:
+        return _walk(context, context, patterns)
+    found: set[Path] = set()
+    for src in sources:
+        pattern = src.removeprefix("./").strip("/")
+        matches = [context] if pattern in ("", ".") else sorted(context.glob(pattern))
+        for match in matches:
+            if match.exists():
+                found.update(_walk(match, context, patterns))
+    return sorted(found)
 
 
 def build_key(
     dockerfile: Path, context: Path, target: str | None, build_args: dict[str, str], base: Image
 ) -> str:
     """Hash of every input of a build: Dockerfile, context files, base, options."""
+    text = dockerfile.read_text()
     h = hashlib.sha256()
     h.update(f"{FORMAT_VERSION}\n{base.key}\n{target}\n".encode())
     h.update(json.dumps(build_args, sort_keys=True).encode())
-    h.update(dockerfile.read_bytes())
-    for path in context_files(context):
+    h.update(text.encode())
+    for path in context_files(context, text):
         h.update(str(path.relative_to(context)).encode() + b"\0")
         h.update(path.read_bytes() if not path.is_symlink() else os.readlink(path).encode())
     return h.hexdigest()[:16]
@@ -391,8 +443,8 @@ def build(
     ref = tag if "/" in tag else f"{REPO_PREFIX}/{tag}"
     if ":" not in ref.rsplit("/", 1)[-1]:
         ref = f"{ref}:{key}"
-    safe = ref.replace("/", "_").replace(":", "_")
-    image = Image(ref, images_dir() / f"build-{safe}-{key}.tar", key)
+    repo = ref.rsplit(":", 1)[0].replace("/", "_")
+    image = Image(ref, images_dir() / f"build-{repo}--{key}.tar", key)
     if image.archive.exists():
         return image
     with _buildah() as buildah:
@@ -410,7 +462,15 @@ def build(
         tmp.unlink(missing_ok=True)
         _run([*buildah, "push", ref, f"docker-archive:{tmp}:{ref}"], "buildah push")
         tmp.rename(image.archive)
+    _prune(f"build-{repo}--", keep=3)
     return image
+
+
+def _prune(prefix: str, keep: int) -> None:
+    """Each archive holds its base too (~250 MB): keep the newest few."""
+    archives = sorted(images_dir().glob(f"{prefix}*.tar"), key=lambda p: p.stat().st_mtime)
+    for old in archives[:-keep]:
+        old.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------

@@ -100,7 +100,10 @@ disabled_plugins = [
   stream_server_port = "0"
   enable_selinux = false
   disable_apparmor = true
-  restrict_oom_score_adj = false
+  # This machine withholds CAP_SYS_RESOURCE even from root, so no process
+  # may lower its oom_score_adj (the kubelet asks -998 for sandboxes);
+  # restricting keeps every container at or above containerd's own value.
+  restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
   max_container_log_line_size = 16384
 
@@ -232,6 +235,8 @@ def kube_proxy_config(net: NodeNet, kubeconfig: Path, node_name: str) -> dict[st
             "tcpCloseWaitTimeout": "0s",
         },
         "iptables": {"syncPeriod": "10s", "minSyncPeriod": "0s", "masqueradeAll": False},
+        # Lowering it needs CAP_SYS_RESOURCE, which this machine withholds.
+        "oomScoreAdj": 0,
     }
 
 
@@ -317,7 +322,7 @@ def _endpoint_slice(
             "namespace": namespace,
             "labels": {
                 "kubernetes.io/service-name": service,
-                "endpointslice.kubernetes.io/managed-by": "raykube.io/localcluster",
+                "endpointslice.kubernetes.io/managed-by": "localcluster.raykube.io",
             },
         },
         "addressType": "IPv4",

@@ -77,7 +77,7 @@ def test_docker_archive_layout(tmp_path: Path) -> None:
 
 
 def test_build_key_follows_inputs_and_ignores_dockerignored_files(tmp_path: Path) -> None:
-    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    (tmp_path / "Dockerfile").write_text("FROM x\nCOPY . /app/\n")
     (tmp_path / "app.py").write_text("a")
     (tmp_path / ".dockerignore").write_text("junk/\n")
     (tmp_path / "junk").mkdir()
