@@ -69,7 +69,10 @@ def inline_command(
 ) -> list[str]:
     """An exec-probe command running `check` with nothing but Python's stdlib."""
     source = inspect.getsource(check)
-    program = f"{source}\nimport sys\nsys.exit(check(sys.argv[2:], float(sys.argv[1])))\n"
+    program = (
+        "from __future__ import annotations\n"  # leaves check()'s type hints unevaluated
+        f"{source}\nimport sys\nsys.exit(check(sys.argv[2:], float(sys.argv[1])))\n"
+    )
     return [python, "-c", program, str(timeout), *urls]
 
 

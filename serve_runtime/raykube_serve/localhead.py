@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from contextlib import closing, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -51,19 +51,42 @@ def free_port_range(span: int = WORKER_PORT_SPAN) -> tuple[int, int]:
     raise RuntimeError("no free block of worker ports found")
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: all sockets stay bound until all are chosen."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 @dataclass(frozen=True)
 class HeadPorts:
-    gcs: int = field(default_factory=free_port)
-    dashboard: int = field(default_factory=free_port)
-    agent_http: int = field(default_factory=free_port)
-    agent_grpc: int = field(default_factory=free_port)
-    metrics: int = field(default_factory=free_port)
-    client: int = field(default_factory=free_port)
-    node_manager: int = field(default_factory=free_port)
-    object_manager: int = field(default_factory=free_port)
-    runtime_env_agent: int = field(default_factory=free_port)
-    serve_http: int = field(default_factory=free_port)
-    workers: tuple[int, int] = field(default_factory=free_port_range)
+    gcs: int
+    dashboard: int
+    agent_http: int
+    agent_grpc: int
+    metrics: int
+    client: int
+    node_manager: int
+    object_manager: int
+    runtime_env_agent: int
+    serve_http: int
+    workers: tuple[int, int]
+
+    @classmethod
+    def pick(cls) -> HeadPorts:
+        (gcs, dashboard, agent_http, agent_grpc, metrics, client, node_manager, object_manager,
+         runtime_env_agent, serve_http) = free_ports(10)  # fmt: skip
+        return cls(
+            gcs=gcs, dashboard=dashboard, agent_http=agent_http, agent_grpc=agent_grpc,
+            metrics=metrics, client=client, node_manager=node_manager,
+            object_manager=object_manager, runtime_env_agent=runtime_env_agent,
+            serve_http=serve_http, workers=free_port_range(),
+        )  # fmt: skip
 
 
 def _ray_executable() -> str:
@@ -78,12 +101,12 @@ class LocalRayHead:
     def __init__(
         self, num_cpus: int = 4, object_store_mb: int = 100, env: dict[str, str] | None = None
     ) -> None:
-        self.ports = HeadPorts()
+        self.ports = HeadPorts.pick()
         self.extra_env = env or {}
         self.num_cpus = num_cpus
         self.object_store_mb = object_store_mb
         # Short path: Ray puts unix sockets under it (108-byte limit).
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="rk-", dir="/tmp"))
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="rayhead-", dir="/tmp"))
         self.log_path = self.temp_dir / "ray-start.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -117,7 +140,15 @@ class LocalRayHead:
         ]  # fmt: skip
 
     def start(self, timeout_s: float = 120.0) -> None:
-        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_DISABLE_DOCKER_CPU_WARNING="1")
+        env = dict(
+            os.environ,
+            RAY_USAGE_STATS_ENABLED="0",
+            RAY_DISABLE_DOCKER_CPU_WARNING="1",
+            # Ray swaps --node-ip-address=127.0.0.1 for the host's network IP
+            # unless "cluster mode" is off; off, every component (GCS, raylet,
+            # object manager, client server) binds and talks on loopback only.
+            RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        )
         env.update(self.extra_env)
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
@@ -147,7 +178,7 @@ class LocalRayHead:
         except OSError:
             return ""
 
-    def stop(self, grace_s: float = 20.0) -> None:
+    def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM to `ray start --block` (it shuts its node down), then SIGKILL the group."""
         proc, self._proc = self._proc, None
         if proc is None:

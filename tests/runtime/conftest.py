@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,3 +98,16 @@ def deployed(base_config: dict[str, Any], deploy: Deploy) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def serve_url(ray_head: LocalRayHead, deployed: dict[str, Any]) -> str:
     return ray_head.serve_url
+
+
+@pytest.fixture(scope="session")
+def slow_url(serve_url: str) -> str:
+    """The load-shedding app, warmed up once.
+
+    The proxy learns a fresh app's replicas with its first request; until
+    then requests wait outside the bounded queue, so the first burst after a
+    deploy would not be shed exactly as the seed describes.
+    """
+    response = httpx.get(f"{serve_url}/slow/", timeout=30)
+    assert response.status_code == 200, response.text
+    return serve_url

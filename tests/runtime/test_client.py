@@ -152,7 +152,7 @@ async def test_async_client_retries_503(server: tuple[str, Script]) -> None:
     assert len(script.hits) == 3
 
 
-async def test_rides_out_serve_load_shedding(serve_url: str) -> None:
+async def test_rides_out_serve_load_shedding(slow_url: str) -> None:
     """Saturate SlowDeployment (2 running + 2 queued), then call through it."""
     statuses: list[int] = []
 
@@ -160,12 +160,16 @@ async def test_rides_out_serve_load_shedding(serve_url: str) -> None:
         statuses.append(response.status_code)
 
     policy = RetryPolicy(initial_backoff_s=0.25, multiplier=2, max_attempts=12, deadline_s=20)
-    async with httpx.AsyncClient(base_url=serve_url, timeout=30) as plain:
-        load = [asyncio.create_task(plain.get("/slow/")) for _ in range(4)]
-        await asyncio.sleep(0.5)
-        async with AsyncServeClient(
-            serve_url, policy, event_hooks={"response": [record]}
-        ) as client:
+    async with httpx.AsyncClient(base_url=slow_url, timeout=30) as plain:
+        # Staggered as in the seed: a burst of four at once races for the
+        # queue (requests count as queued until a replica takes them).
+        load = [asyncio.create_task(plain.get("/slow/")) for _ in range(2)]
+        await asyncio.sleep(1.0)
+        load += [asyncio.create_task(plain.get("/slow/")) for _ in range(2)]
+        await asyncio.sleep(0.3)
+        # Saturated: two running, two queued, so a plain caller is shed.
+        assert (await plain.get("/slow/")).status_code == 503
+        async with AsyncServeClient(slow_url, policy, event_hooks={"response": [record]}) as client:
             response = await client.request("GET", "/slow/")
         assert response.status_code == 200
         assert statuses[0] == 503 and statuses[-1] == 200

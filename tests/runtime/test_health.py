@@ -15,8 +15,8 @@ from raykube_serve.localhead import LocalRayHead, free_port
 pytestmark = pytest.mark.ray
 
 
-def urls_for(head: LocalRayHead, **kwargs: Any) -> list[str]:
-    p = head.ports
+def urls_for(ray_head: LocalRayHead, **kwargs: Any) -> list[str]:
+    p = ray_head.ports
     return health.probe_urls(
         agent_port=p.agent_http, dashboard_port=p.dashboard, serve_port=p.serve_http, **kwargs
     )

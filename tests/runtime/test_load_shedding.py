@@ -17,8 +17,8 @@ import ray  # noqa: F401  (a missing Ray must fail this tier, not skip it)
 pytestmark = pytest.mark.ray
 
 
-async def test_seed_scenario_status_codes(serve_url: str) -> None:
-    async with httpx.AsyncClient(base_url=serve_url, timeout=30) as client:
+async def test_seed_scenario_status_codes(slow_url: str) -> None:
+    async with httpx.AsyncClient(base_url=slow_url, timeout=30) as client:
 
         async def request() -> tuple[int, float]:
             start = time.monotonic()
