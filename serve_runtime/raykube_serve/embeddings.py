@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from importlib import resources
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,3 +140,12 @@ Embedder = serve.deployment(
 )(EmbeddingModel)
 
 app = Embedder.bind()
+
+
+def sample_config() -> dict[str, Any]:
+    """configs/embeddings.yaml: the serve config with autoscaling, as a dict."""
+    import yaml
+
+    text = (resources.files("raykube_serve") / "configs" / "embeddings.yaml").read_text()
+    config: dict[str, Any] = yaml.safe_load(text)
+    return config
