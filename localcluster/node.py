@@ -513,26 +513,56 @@ def node_down(cluster_state: Path) -> list[str]:
     if not (state / "node.json").exists():
         return []
     node = Node.load(state)
-    stopped: list[str] = []
-    sock = node.paths.containerd_socket
-    pids = _read_pids(state)
-    for name in ("coredns", "kube-proxy", "kubelet"):
-        if name in pids:
-            processes.stop_pid(pids[name], grace=5)
-            stopped.append(name)
-    if "containerd" in pids and processes.alive(pids["containerd"]):
+    # A recorded PID counts only while it is still in this node's cgroup:
+    # after a crash or reboot the number may belong to someone else.
+    pids = {n: p for n, p in _read_pids(state).items() if _in_cgroup(p, node.cgroup_root)}
+    clients = [n for n in STOP_ORDER[:3] if n in pids]
+    _terminate([pids[n] for n in clients])
+    if "containerd" in pids:
         # Containers first (their processes are in the node's cgroup), then
         # their metadata, so the next start begins clean.
         _cgroup_kill_all(f"{node.cgroup_root}/kubepods")
         with contextlib.suppress(Exception):
-            purge_containers(sock)
-    stopped += processes.stop_all(state, STOP_ORDER)
+            purge_containers(node.paths.containerd_socket)
+    servers = [n for n in STOP_ORDER[3:] if n in pids]
+    _terminate([pids[n] for n in servers])
     _cgroup_kill_all(node.cgroup_root)
     _cgroup_remove(node.cgroup_root)
     netns.teardown(node.slot)
     _owner_file(node.slot).unlink(missing_ok=True)
+    shutil.rmtree(state / "pids", ignore_errors=True)
     (state / "node.json").unlink(missing_ok=True)
-    return stopped
+    return clients + servers
+
+
+def _in_cgroup(pid: int, root: str) -> bool:
+    try:
+        return f":{root}/" in Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie waits for a parent that may not be us)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _terminate(pids: list[int], grace: float = 5.0) -> None:
+    """SIGTERM all at once, SIGKILL whoever is still there after ``grace``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while any(_running(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = [p for p in pids if _running(p)]
+        if not pids:
+            return
 
 
 def _read_pids(state: Path) -> dict[str, int]:
@@ -607,10 +637,16 @@ def status(cluster_state: Path) -> dict[str, bool]:
 
 
 def memory_bytes(node: Node) -> int:
-    """Resident memory of the node: daemons and pods (its cgroup subtree)."""
-    stat = CGROUP_FS / "memory" / node.cgroup_root.lstrip("/") / "memory.stat"
-    values = dict(line.split() for line in stat.read_text().splitlines())
-    return int(values.get("total_rss", 0)) + int(values.get("total_mapped_file", 0))
+    """Resident memory (VmRSS) of every process of the node: daemons and pods."""
+    return sum(_rss(pid) for pid in cgroup_pids(node.cgroup_root))
+
+
+def _rss(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 # --------------------------------------------------------------------------
