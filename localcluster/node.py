@@ -384,6 +384,46 @@ def _start_kubelet(node: Node, cp: ControlPlane, files: dict[str, Path]) -> None
     _wait_alive(node, "kubelet", lambda: _node_ready(cp, node.name), timeout=120)
 
 
+# Machine-wide sysctls the kubelet sets at start (there is no opt-out; with
+# protectKernelDefaults it refuses to start instead). They are put back when
+# the last local node stops, so a test run leaves the machine as it found it.
+KUBELET_TUNABLES = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
+
+
+def _tunables_file() -> Path:
+    return versions.cache_root() / "nodes" / "kernel-tunables.json"
+
+
+def _save_kernel_tunables() -> None:
+    """Remember the values from before the first running node (only)."""
+    path = _tunables_file()
+    if path.exists():
+        return
+    values = {}
+    for key in KUBELET_TUNABLES:
+        with contextlib.suppress(OSError):
+            values[key] = Path("/proc/sys", key).read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values))
+
+
+def _restore_kernel_tunables() -> None:
+    path = _tunables_file()
+    if not path.exists():
+        return
+    for key, value in json.loads(path.read_text()).items():
+        with contextlib.suppress(OSError):
+            Path("/proc/sys", key).write_text(value)
+    path.unlink()
+
+
 def _iptables_has(node: Node, needle: str) -> bool:
     argv = ["nsenter", f"--net={node.net.path}", "iptables", "-w", "-t", "nat", "-S"]
     return needle in subprocess.run(argv, capture_output=True, text=True).stdout
@@ -490,6 +530,7 @@ def node_up(
             input=_as_list(node_config.cluster_objects(node.net, node.apiserver_port)),
         )
         say("starting kubelet")
+        _save_kernel_tunables()
         _start_kubelet(node, cp, files)
         say("starting kube-proxy and CoreDNS")
         _start_kube_proxy(node, cp, files)
@@ -530,6 +571,8 @@ def node_down(cluster_state: Path) -> list[str]:
     _cgroup_remove(node.cgroup_root)
     netns.teardown(node.slot)
     _owner_file(node.slot).unlink(missing_ok=True)
+    if not netns.existing_slots():
+        _restore_kernel_tunables()
     shutil.rmtree(state / "pids", ignore_errors=True)
     (state / "node.json").unlink(missing_ok=True)
     return clients + servers
