@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import time
@@ -23,6 +24,14 @@ from localcluster.progress import Progress
 SERVICE_CIDR = "10.96.0.0/16"
 # Order matters when stopping: clients before the servers they talk to.
 STOP_ORDER = ["kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl call whose message carries kubectl's own words."""
+
+    def __str__(self) -> str:
+        args = " ".join(str(a) for a in self.cmd[2:])
+        return f"kubectl {args} exited {self.returncode}: {str(self.stderr).strip()}"
 
 
 @dataclass
@@ -58,9 +67,7 @@ class ControlPlane:
             timeout=timeout,
         )
         if check and proc.returncode != 0:
-            raise subprocess.CalledProcessError(
-                proc.returncode, proc.args, proc.stdout, proc.stderr
-            )
+            raise KubectlError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc
 
     def env(self) -> dict[str, str]:
@@ -194,7 +201,7 @@ def _start_apiserver(cp: ControlPlane, ctx: ssl.SSLContext) -> None:
         f"--client-ca-file={p / 'ca.crt'}",
         f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
         f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
-        f"--service-account-key-file={p / 'sa.key'}",
+        f"--service-account-key-file={p / 'sa.pub'}",
         f"--service-account-signing-key-file={p / 'sa.key'}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
@@ -281,6 +288,9 @@ def up(
     progress = Progress("up")
     bin_dir = build.build_all()
     down(state)
+    # Every `up` starts from an empty etcd: a cluster left from an earlier
+    # run would carry its objects (and their finalizers) into this one.
+    shutil.rmtree(state / "etcd", ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
     cp = ControlPlane(state=state, bin=bin_dir)
     cp.etcd_port, cp.apiserver_port = processes.free_port(), processes.free_port()

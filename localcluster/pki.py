@@ -138,10 +138,28 @@ def issue(
     return pair
 
 
-def service_account_key(directory: Path) -> Path:
-    """The key pair the apiserver signs service-account tokens with."""
-    path = directory / "sa.key"
-    if not path.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        _write_key(_new_key(), path)
-    return path
+def service_account_key(directory: Path) -> tuple[Path, Path]:
+    """The key pair the apiserver signs service-account tokens with.
+
+    The apiserver reads the public half from its own file, and both halves
+    only in the traditional ("EC PRIVATE KEY") encoding, not PKCS#8.
+    """
+    private, public = directory / "sa.key", directory / "sa.pub"
+    if private.exists() and public.exists():
+        return private, public
+    directory.mkdir(parents=True, exist_ok=True)
+    key = _new_key()
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    private.chmod(0o600)
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public

@@ -41,3 +41,5 @@ def configure(fmt: str, level: str) -> None:
     root.setLevel(level)
     # kopf and aiohttp are chatty at INFO about every watch reconnection.
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    # kopf logs every successful handler call; ours only queue work.
+    logging.getLogger("kopf.objects").setLevel(max(root.level, logging.WARNING))

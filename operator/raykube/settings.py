@@ -54,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
         "--namespace",
         action="append",
         default=None,
-        help="namespace to watch, repeatable (env RAYKUBE_NAMESPACES, comma-separated; default all)",
+        help="namespace to watch, repeatable (env RAYKUBE_NAMESPACES, comma-separated)",
     )
     p.add_argument("--cluster-domain", default=_env("CLUSTER_DOMAIN", d.cluster_domain))
     p.add_argument(

@@ -12,7 +12,15 @@ HEAD_SVC = "rc-head-svc.ns.svc.cluster.local"
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("1", 1), ("500m", 1), ("2.5", 3), ("2Gi", 2 * 2**30), ("1G", 10**9), ("1e3", 1000), ("128Mi", 2**27)],
+    [
+        ("1", 1),
+        ("500m", 1),
+        ("2.5", 3),
+        ("2Gi", 2 * 2**30),
+        ("1G", 10**9),
+        ("1e3", 1000),
+        ("128Mi", 2**27),
+    ],
 )
 def test_quantities_round_up_like_kubernetes(text: str, value: int) -> None:
     assert quantities.ceil_int(text) == value
@@ -39,7 +47,11 @@ def test_cpu_falls_back_to_request_and_gpu_from_any_gpu_limit() -> None:
             "limits": {"nvidia.com/gpu": "2", "memory": "2Gi"},
         }
     }
-    assert resource_params(container) == {"num-cpus": "3", "memory": str(2 * 2**30), "num-gpus": "2"}
+    assert resource_params(container) == {
+        "num-cpus": "3",
+        "memory": str(2 * 2**30),
+        "num-gpus": "2",
+    }
 
 
 def test_mig_slices_count_as_gpus() -> None:

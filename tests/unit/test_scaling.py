@@ -35,12 +35,19 @@ HEAD = pod("rc-head-abcde", "head")
 
 
 def group(**kw: object) -> GroupIntent:
-    base: dict[str, object] = {"name": "small", "replicas": 2, "min_replicas": 0, "max_replicas": 10}
+    base: dict[str, object] = {
+        "name": "small",
+        "replicas": 2,
+        "min_replicas": 0,
+        "max_replicas": 10,
+    }
     base.update(kw)
     return GroupIntent(**base)  # type: ignore[arg-type]
 
 
-def intent(*groups: GroupIntent, autoscaling: bool = False, suspended: bool = False) -> ClusterIntent:
+def intent(
+    *groups: GroupIntent, autoscaling: bool = False, suspended: bool = False
+) -> ClusterIntent:
     return ClusterIntent(groups=groups, autoscaling=autoscaling, suspended=suspended)
 
 

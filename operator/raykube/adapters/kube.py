@@ -88,6 +88,14 @@ class ApiError(Exception):
         return self.status == 409
 
 
+def _status_error(code: int, data: bytes) -> ApiError:
+    try:
+        body = json.loads(data)
+        return ApiError(code, str(body.get("reason", "")), str(body.get("message", "")))
+    except (TypeError, ValueError, AttributeError):
+        return ApiError(code, "", data.decode(errors="replace")[:2000])
+
+
 def _error(exc: ApiException) -> ApiError:
     reason, message = str(exc.reason), str(exc.body or "")
     try:
@@ -141,6 +149,9 @@ class Kube:
             raise _error(exc) from None
         raw = resp[0] if isinstance(resp, tuple) else resp
         data = await raw.read()
+        # Without preloading, the client leaves error statuses to us.
+        if not 200 <= int(raw.status) <= 299:
+            raise _status_error(int(raw.status), data)
         return cast(JSON, json.loads(data)) if data else {}
 
     async def get(self, res: Resource, namespace: str | None, name: str) -> JSON | None:

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 KIND = "RayCluster"
 #: While pods are starting, look again this often even without events.
 PROGRESS_RECHECK_SECONDS = 10.0
+#: A rejected pod template is retried slowly: only a spec change can fix it.
+FAILURE_RECHECK_SECONDS = 60.0
 
 
 def now_iso() -> str:
@@ -47,9 +49,11 @@ def build_context(rt: Runtime, obj: dict[str, Any]) -> BuildContext:
 
 
 async def warn_once(rt: Runtime, key: Key, obj: dict[str, Any], reason: str, message: str) -> None:
-    if (key, reason, message) in rt.warned:
+    """One Warning event per object, reason and spec generation: no event storms."""
+    marker = (key, reason, str(obj["metadata"].get("generation", "")))
+    if marker in rt.warned:
         return
-    rt.warned.add((key, reason, message))
+    rt.warned.add(marker)
     await rt.kube.event(obj, "Warning", reason, message, rt.settings.operator_name)
 
 
@@ -85,7 +89,9 @@ async def _reconcile(rt: Runtime, key: Key) -> float | None:
     observed = cluster_status.Observed(rt.pods_of(key), head_service, failure)
     status = cluster_status.compute_status(cluster, intent_of(cluster), observed, now_iso())
     await write_status(rt, key, obj, status)
-    settled = status.get("state") in ("ready", "suspended") and failure is None
+    if failure is not None:
+        return FAILURE_RECHECK_SECONDS
+    settled = status.get("state") in ("ready", "suspended")
     return None if settled else PROGRESS_RECHECK_SECONDS
 
 
@@ -115,9 +121,10 @@ async def _dry_run_templates(
     rt: Runtime, cluster: RayCluster, ctx: BuildContext
 ) -> tuple[str, str] | None:
     """Let the API server judge every pod template before anything is created."""
-    candidates = [("FailedCreateHeadPod", build_head_pod(cluster, ctx))]
+    # A fixed suffix keeps the server's message identical from one pass to the next.
+    candidates = [("FailedCreateHeadPod", build_head_pod(cluster, ctx, suffix="dryrun"))]
     candidates += [
-        ("FailedCreateWorkerPod", build_worker_pod(cluster, g, ctx))
+        ("FailedCreateWorkerPod", build_worker_pod(cluster, g, ctx, suffix="dryrun"))
         for g in cluster.spec.worker_group_specs
     ]
     for reason, pod in candidates:

@@ -80,7 +80,7 @@ class Runtime:
     expectations: Expectations = field(default_factory=Expectations)
     #: Set once kopf has filled the indices (the first handler call).
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
-    #: (key, reason, message) of warnings already recorded, to emit each once.
+    #: (key, reason, generation) of warnings already recorded, to emit each once.
     warned: set[tuple[Key, str, str]] = field(default_factory=set)
     known_clusters: set[Key] = field(default_factory=set)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
