@@ -31,7 +31,8 @@ def head_pod_prefix(cluster: str) -> str:
 
 
 def worker_pod_prefix(cluster: str, group: str) -> str:
-    return f"{cluster}-{group}-worker-"
+    # Group names need only be label values; pod names must be DNS names.
+    return f"{cluster}-{group.lower().replace('_', '-').replace('.', '-')}-worker-"
 
 
 def autoscaler_account_name(cluster: str) -> str:
@@ -62,3 +63,53 @@ def head_selector_labels(cluster: str) -> dict[str, str]:
 
 def serve_selector_labels(cluster: str) -> dict[str, str]:
     return {CLUSTER: cluster, SERVE: "true"}
+
+
+# --- RayService ---------------------------------------------------------------
+
+RAYSERVICE_KIND = "RayService"
+
+#: Our own bookkeeping on objects a RayService owns. Kept on the objects, not
+#: in memory, so an operator restart (or a second replica taking over) picks
+#: up exactly where the last one stopped.
+ANNOTATION_PREFIX = "raykube.ray.io/"
+#: On a RayCluster: hash of the rayClusterConfig it was built from.
+CLUSTER_CONFIG_HASH = ANNOTATION_PREFIX + "cluster-config-hash"
+#: On a RayCluster: worker group sizes last copied from the RayService.
+APPLIED_SCALING = ANNOTATION_PREFIX + "applied-scaling"
+#: On a RayCluster: hash of the serve config last submitted, and when.
+SERVE_CONFIG_HASH = ANNOTATION_PREFIX + "serve-config-hash"
+SERVE_CONFIG_SUBMITTED_AT = ANNOTATION_PREFIX + "serve-config-submitted-at"
+#: On a RayCluster: hash of a serve config whose applications all ran here.
+SERVE_CONFIG_HEALTHY_HASH = ANNOTATION_PREFIX + "serve-config-healthy-hash"
+#: On a RayCluster: since when its dashboard or applications are unhealthy.
+SERVE_HEALTH = ANNOTATION_PREFIX + "serve-health"
+#: On a RayCluster that no longer serves: when it is deleted.
+DELETE_AFTER = ANNOTATION_PREFIX + "delete-after"
+#: On a RayService: the last serveConfigV2 whose applications all ran.
+LAST_GOOD_SERVE_CONFIG = ANNOTATION_PREFIX + "last-good-serve-config"
+#: On a RayService: replacements of unhealthy clusters, for back-off.
+REPLACEMENTS = ANNOTATION_PREFIX + "unhealthy-replacements"
+#: On a Service a RayService owns: hash of what was applied.
+SPEC_HASH = ANNOTATION_PREFIX + "spec-hash"
+#: On a RayCluster, honoured only with --dashboard-url-annotations (tests,
+#: debugging from outside the cluster): where its dashboard and Serve proxy are.
+DASHBOARD_URL = ANNOTATION_PREFIX + "dashboard-url"
+SERVE_URL = ANNOTATION_PREFIX + "serve-url"
+
+
+def rayservice_cluster_name(service: str, suffix: str) -> str:
+    return f"{service}-{suffix}"
+
+
+def rayservice_head_service_name(service: str) -> str:
+    return f"{service}-head-svc"
+
+
+def rayservice_serve_service_name(service: str) -> str:
+    return f"{service}-serve-svc"
+
+
+def rayservice_labels(service: str) -> dict[str, str]:
+    """Labels on every object a RayService owns (how its clusters are indexed)."""
+    return {ORIGINATED_FROM_CRD: RAYSERVICE_KIND, ORIGINATED_FROM_CR: service}

@@ -1,0 +1,233 @@
+"""What a RayService does next, from what was observed (pure).
+
+``roles_of`` says which owned RayCluster serves and which is pending (so the
+handler knows whose dashboards to ask); ``decide`` turns the observation into
+a ``Plan``: clusters to build, promote and delete, serve configs to submit,
+group sizes to copy, bookkeeping annotations and pod labels to write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from raykube.builders import labels
+from raykube.decisions import rayservice_health as health
+from raykube.decisions.pods import PodView
+from raykube.decisions.rayservice_config import ServeGoal
+from raykube.decisions.rayservice_upgrade import (
+    ClusterInputs,
+    ClusterPlan,
+    CreateReason,
+    Roles,
+    assign_roles,
+    group_sizes_patch,
+    plan_clusters,
+)
+from raykube.decisions.rayservice_view import (
+    UNREACHABLE,
+    ClusterView,
+    HealthRecord,
+    ServeSnapshot,
+    format_time,
+)
+from raykube.models.rayservice import RayService, RayServiceUpgradeType
+
+#: After a submission, zero applications on the head is not yet a lost config.
+RESUBMIT_GRACE_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Observed:
+    service: RayService
+    goal: ServeGoal
+    goal_hash: str
+    roles: Roles
+    now: datetime
+    #: Serve as each polled cluster's dashboard reported it, by cluster name.
+    serve: Mapping[str, ServeSnapshot] = field(default_factory=dict)
+    #: The live head pod of each cluster, by cluster name.
+    heads: Mapping[str, PodView] = field(default_factory=dict)
+    #: The cluster that traffic last went to is gone / its pods still exist.
+    active_gone: bool = False
+    lingering: bool = False
+    replacements: health.Replacements = field(default_factory=health.Replacements)
+    #: Cluster name -> serve config hash Ray refused with 400 there.
+    rejected: Mapping[str, str] = field(default_factory=dict)
+    last_good: str = ""
+
+    def snap(self, cluster: ClusterView) -> ServeSnapshot:
+        return self.serve.get(cluster.name, UNREACHABLE)
+
+    def head_ready(self, cluster: ClusterView) -> bool:
+        head = self.heads.get(cluster.name)
+        return head is not None and head.ready and not head.terminating
+
+
+@dataclass
+class Plan:
+    clusters: ClusterPlan
+    #: Clusters to send the goal serve config to, and why.
+    submit: list[tuple[ClusterView, str]] = field(default_factory=list)
+    #: JSON Patch ops (and the record they leave) copying group sizes.
+    scaling: list[tuple[ClusterView, list[dict[str, Any]], dict[str, list[int]]]] = field(
+        default_factory=list
+    )
+    #: Bookkeeping annotations to set on clusters.
+    notes: list[tuple[ClusterView, dict[str, str]]] = field(default_factory=list)
+    #: Head pods whose ray.io/serve label must change, to the given value.
+    serve_labels: list[tuple[PodView, bool]] = field(default_factory=list)
+    last_good: str | None = None
+    replacements: health.Replacements | None = None
+    verdict: health.Verdict | None = None
+
+    def deleted(self, cluster: ClusterView | None) -> bool:
+        return cluster is not None and any(c.name == cluster.name for c, _ in self.clusters.delete)
+
+
+def roles_of(
+    service: RayService, clusters: Sequence[ClusterView], traffic: str, goal_hash: str
+) -> Roles:
+    """Active and pending clusters; the serve Service's selector stands in for a
+    lost status."""
+    status = service.status
+    active = (status.active_service_status.ray_cluster_name if status else None) or traffic
+    pending = (status.pending_service_status.ray_cluster_name if status else None) or ""
+    return assign_roles(active or "", pending, clusters, goal_hash)
+
+
+def serving(obs: Observed, cluster: ClusterView) -> bool:
+    """Head ready and every application of the goal config RUNNING there."""
+    if not obs.head_ready(cluster) or not obs.goal.valid:
+        return False
+    if not obs.goal.hash:
+        return True  # Serve is not managed: a ready head is all there is to wait for
+    snap = obs.snap(cluster)
+    return (
+        cluster.serve_hash == obs.goal.hash
+        and snap.reachable
+        and all(snap.apps.get(n) and snap.apps[n].status == "RUNNING" for n in obs.goal.app_names)
+    )
+
+
+def submission(obs: Observed, cluster: ClusterView) -> str | None:
+    """Why the goal config must be (re)sent to this cluster now, if it must."""
+    goal, snap = obs.goal, obs.snap(cluster)
+    if not goal.valid or not goal.hash or not obs.head_ready(cluster) or not snap.reachable:
+        return None
+    if obs.rejected.get(cluster.name) == goal.hash:
+        return None  # Ray refused this very config here; wait for a new one
+    if cluster.serve_hash != goal.hash:
+        return "ServeConfigChanged" if cluster.serve_hash else "FirstSubmission"
+    submitted = cluster.serve_submitted_at
+    settled = submitted is None or (obs.now - submitted).total_seconds() >= RESUBMIT_GRACE_SECONDS
+    if goal.app_names and not snap.apps and settled:
+        return "HeadLostApplications"
+    return None
+
+
+def _members(roles: Roles) -> list[ClusterView]:
+    return [c for c in (roles.active, roles.pending) if c is not None]
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The serving cluster's health after this look."""
+
+    record: HealthRecord | None = None
+    verdict: health.Verdict | None = None
+    #: The verdict asks for a replacement and the back-off allows one now.
+    replace: bool = False
+
+
+def assess(obs: Observed) -> Assessment:
+    active = obs.roles.active
+    if active is None:
+        return Assessment()
+    record = health.track(active, obs.head_ready(active), obs.snap(active), obs.now)
+    spec = obs.service.spec
+    verdict = health.verdict(record, spec, obs.now)
+    if verdict is None or spec.upgrade_strategy.type == RayServiceUpgradeType.NONE:
+        return Assessment(record, verdict)
+    timeout = spec.upgrade_strategy.timeout_seconds
+    allowed = health.may_replace(obs.replacements, verdict.reason, timeout, obs.now)
+    return Assessment(record, verdict, allowed)
+
+
+def _bookkeeping(obs: Observed, plan: Plan) -> None:
+    """Record configs proven on a cluster, and the last good one on the service."""
+    goal = obs.goal
+    for cluster in _members(obs.roles):
+        if goal.hash and serving(obs, cluster) and cluster.serve_healthy_hash != goal.hash:
+            plan.notes.append((cluster, {labels.SERVE_CONFIG_HEALTHY_HASH: goal.hash}))
+    serving_now = obs.roles.pending if plan.clusters.switch else obs.roles.active
+    text = obs.service.spec.serve_config_v2 or ""
+    if (
+        serving_now is not None
+        and goal.hash
+        and serving(obs, serving_now)
+        and text != obs.last_good
+    ):
+        plan.last_good = text
+
+
+def _head_labels(obs: Observed, plan: Plan) -> None:
+    exclude = bool(obs.service.spec.exclude_head_pod_from_serve_svc)
+    for cluster in _members(obs.roles):
+        head = obs.heads.get(cluster.name)
+        if head is None or head.terminating or plan.deleted(cluster):
+            continue
+        wanted = obs.snap(cluster).proxy_healthy and not exclude
+        if head.serve_label != wanted:
+            plan.serve_labels.append((head, wanted))
+
+
+def _scaling(obs: Observed, plan: Plan) -> None:
+    wanted = {
+        g.group_name: [g.replicas, g.min_replicas, g.max_replicas]
+        for g in obs.service.spec.ray_cluster_config.worker_group_specs
+    }
+    for cluster in _members(obs.roles):
+        if plan.deleted(cluster):
+            continue
+        patch = group_sizes_patch(wanted, cluster)
+        if patch is not None:
+            plan.scaling.append((cluster, *patch))
+
+
+def decide(obs: Observed) -> Plan:
+    judged = assess(obs)
+    submits = [(c, why) for c in _members(obs.roles) if (why := submission(obs, c))]
+    just_sent = {c.name for c, _ in submits}
+    inputs = ClusterInputs(
+        spec=obs.service.spec,
+        goal_hash=obs.goal_hash,
+        roles=obs.roles,
+        now=obs.now,
+        ready=lambda c: c.name not in just_sent and serving(obs, c),
+        replace_unhealthy=judged.replace,
+        active_gone=obs.active_gone,
+        lingering=obs.lingering,
+    )
+    plan = Plan(plan_clusters(inputs), verdict=judged.verdict)
+    active = obs.roles.active
+    if active is not None and judged.record is not None and judged.record != active.health:
+        plan.notes.append((active, {labels.SERVE_HEALTH: judged.record.to_json()}))
+    plan.submit = [(c, why) for c, why in submits if not plan.deleted(c)]
+    _bookkeeping(obs, plan)
+    _head_labels(obs, plan)
+    _scaling(obs, plan)
+    drifted = active is not None and active.config_hash != obs.goal_hash
+    acted_on_health = plan.clusters.create == CreateReason.UNHEALTHY or (
+        judged.replace and not drifted and plan.deleted(active)
+    )
+    if acted_on_health and judged.verdict is not None:
+        plan.replacements = health.after_attempt(obs.replacements, judged.verdict.reason, obs.now)
+    return plan
+
+
+def submitted_notes(goal: ServeGoal, now: datetime) -> dict[str, str]:
+    """What a cluster records once the goal config was accepted by its head."""
+    return {labels.SERVE_CONFIG_HASH: goal.hash, labels.SERVE_CONFIG_SUBMITTED_AT: format_time(now)}

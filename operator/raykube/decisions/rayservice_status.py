@@ -1,0 +1,264 @@
+"""The status of a RayService, computed from what was observed and done (pure).
+
+Conditions ``Ready`` and ``UpgradeInProgress`` carry KubeRay's reasons;
+raykube adds ``ServeConfigApplied`` (is the config submitted and running, or
+why not) and ``ServingClusterHealthy`` (the unhealthy thresholds). Messages
+name times, never durations, so a steady service computes the same status
+twice and nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from raykube.builders import labels
+from raykube.decisions import conditions
+from raykube.decisions.conditions import Cond
+from raykube.decisions.rayservice_config import ServeGoal
+from raykube.decisions.rayservice_health import Verdict
+from raykube.decisions.rayservice_upgrade import UpgradeState
+from raykube.decisions.rayservice_view import ClusterView, ServeSnapshot
+from raykube.models.rayservice import RayService
+
+READY = "Ready"
+UPGRADE_IN_PROGRESS = "UpgradeInProgress"
+SERVE_CONFIG_APPLIED = "ServeConfigApplied"
+SERVING_CLUSTER_HEALTHY = "ServingClusterHealthy"
+
+#: Reasons that are failures: each transition to one is also a Warning event.
+WARNING_REASONS = frozenset(
+    {
+        "UpgradeTimedOut",
+        "InvalidServeConfig",
+        "ServeConfigRejected",
+        "ServeDeployFailed",
+        "ServeApplicationUnhealthy",
+        "DashboardUnreachable",
+        "ZeroServeEndpoints",
+        "ValidationFailed",
+    }
+)
+MAX_APP_MESSAGE = 4096
+
+
+@dataclass(frozen=True)
+class Serving:
+    """One cluster of the service after this pass: what it is and what it serves."""
+
+    cluster: ClusterView | None
+    snap: ServeSnapshot
+    rejected: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.cluster.name if self.cluster else ""
+
+
+@dataclass(frozen=True)
+class StatusInputs:
+    service: RayService
+    goal: ServeGoal
+    active: Serving
+    pending: Serving
+    state: UpgradeState
+    endpoints: int
+    now: str
+    verdict: Verdict | None = None
+    #: Why the pending cluster exists (for the UpgradeInProgress message).
+    upgrade_cause: str = ""
+
+
+def _previous(service: RayService) -> dict[str, Any]:
+    if service.status is None:
+        return {}
+    return service.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _since(prev: Mapping[str, Any] | None, healthy: bool, good: str, now: str) -> str:
+    """When the health of an app (or deployment) last changed."""
+    if prev and (prev.get("status") == good) == healthy and prev.get("healthLastUpdateTime"):
+        return str(prev["healthLastUpdateTime"])
+    return now
+
+
+def _apps(snap: ServeSnapshot, prev_apps: Mapping[str, Any], now: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, app in sorted(snap.apps.items()):
+        prev = prev_apps.get(name) or {}
+        prev_deps = prev.get("serveDeploymentStatuses") or {}
+        deps = {
+            dep_name: {
+                "status": dep.status,
+                "message": dep.message[:MAX_APP_MESSAGE],
+                "healthLastUpdateTime": _since(
+                    prev_deps.get(dep_name), dep.status == "HEALTHY", "HEALTHY", now
+                ),
+            }
+            for dep_name, dep in sorted(app.deployments.items())
+        }
+        out[name] = {
+            "status": app.status,
+            "message": app.message[:MAX_APP_MESSAGE],
+            "healthLastUpdateTime": _since(prev, app.status == "RUNNING", "RUNNING", now),
+            "serveDeploymentStatuses": deps,
+        }
+    return {k: {f: v for f, v in a.items() if v not in ("", {})} for k, a in out.items()}
+
+
+def _cluster_entry(serving: Serving, previous: Mapping[str, Any], now: str) -> dict[str, Any]:
+    if serving.cluster is None:
+        return {}
+    # The previous entry for this cluster, wherever it was (pending before a switch).
+    before = next(
+        (
+            previous.get(k) or {}
+            for k in ("activeServiceStatus", "pendingServiceStatus")
+            if (previous.get(k) or {}).get("rayClusterName") == serving.name
+        ),
+        {},
+    )
+    prev_apps = before.get("applicationStatuses") or {}
+    apps = _apps(serving.snap, prev_apps, now) if serving.snap.reachable else prev_apps
+    entry: dict[str, Any] = {"rayClusterName": serving.name}
+    if apps:
+        entry["applicationStatuses"] = apps
+    cluster_status = {k: v for k, v in serving.cluster.status.items() if k != "lastUpdateTime"}
+    if cluster_status:
+        entry["rayClusterStatus"] = cluster_status
+    return entry
+
+
+def _last_line(message: str) -> str:
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else ""
+
+
+def _app_problems(goal: ServeGoal, snap: ServeSnapshot) -> tuple[str, str] | None:
+    failed = [(n, a) for n, a in sorted(snap.apps.items()) if a.status == "DEPLOY_FAILED"]
+    sick = [(n, a) for n, a in sorted(snap.apps.items()) if a.status == "UNHEALTHY"]
+    if not failed and not sick:
+        return None
+    reason = "ServeDeployFailed" if failed else "ServeApplicationUnhealthy"
+    text = "; ".join(f"{n} {a.status}: {_last_line(a.message)}" for n, a in failed + sick)
+    return reason, text
+
+
+def _serve_condition(inp: StatusInputs) -> Cond:
+    goal, target = inp.goal, inp.active if inp.active.cluster else inp.pending
+    if not goal.valid:
+        return Cond(SERVE_CONFIG_APPLIED, False, "InvalidServeConfig", goal.error)
+    if not goal.hash:
+        return Cond(SERVE_CONFIG_APPLIED, True, "NotManaged", "serveConfigV2 is not set")
+    if target.cluster is None:
+        return Cond(SERVE_CONFIG_APPLIED, False, "WaitingForCluster", "no RayCluster yet")
+    where = f"RayCluster {target.name}"
+    if target.rejected:
+        return Cond(SERVE_CONFIG_APPLIED, False, "ServeConfigRejected", target.rejected)
+    if target.cluster.serve_hash != goal.hash:
+        msg = f"waiting for the head of {where} to accept the config"
+        return Cond(SERVE_CONFIG_APPLIED, False, "Submitting", msg)
+    problems = _app_problems(goal, target.snap)
+    if problems is not None:
+        return Cond(SERVE_CONFIG_APPLIED, False, problems[0], f"{where}: {problems[1]}")
+    apps = target.snap.apps
+    if target.snap.reachable and all(
+        apps.get(n) and apps[n].status == "RUNNING" for n in goal.app_names
+    ):
+        return Cond(SERVE_CONFIG_APPLIED, True, "ApplicationsRunning", f"{where}: all running")
+    states = ", ".join(f"{n} {apps[n].status if n in apps else 'absent'}" for n in goal.app_names)
+    return Cond(SERVE_CONFIG_APPLIED, False, "Deploying", f"{where}: {states}")
+
+
+def _upgrade_condition(inp: StatusInputs) -> Cond:
+    active, pending = inp.active.name, inp.pending.name
+    match inp.state:
+        case UpgradeState.TIMED_OUT:
+            timeout = inp.service.spec.upgrade_strategy.timeout_seconds
+            msg = (
+                f"RayCluster {pending} did not serve every application within {timeout}s; "
+                f"traffic stays on {active}. {pending} is kept for inspection: change "
+                f"rayClusterConfig, or delete {pending}, to try again"
+            )
+            return Cond(UPGRADE_IN_PROGRESS, False, "UpgradeTimedOut", msg)
+        case UpgradeState.DISABLED:
+            msg = (
+                f"rayClusterConfig differs from RayCluster {active}, but upgradeStrategy.type "
+                "is None: the change is not applied"
+            )
+            return Cond(UPGRADE_IN_PROGRESS, False, "UpgradeDisabled", msg)
+        case UpgradeState.RECREATING:
+            msg = (
+                "upgradeStrategy.type is Recreate: the old RayCluster is deleted before "
+                f"{pending or 'the new one'} is built; no traffic is served meanwhile"
+            )
+            return Cond(UPGRADE_IN_PROGRESS, True, "Recreating", msg)
+    if active and pending:
+        msg = f"{pending} is prepared to replace {active}" + (
+            f": {inp.upgrade_cause}" if inp.upgrade_cause else ""
+        )
+        return Cond(UPGRADE_IN_PROGRESS, True, "BothActivePendingClustersExist", msg)
+    if active:
+        return Cond(UPGRADE_IN_PROGRESS, False, "NoPendingCluster", f"{active} serves")
+    return Cond(UPGRADE_IN_PROGRESS, False, "Initializing", "no RayCluster serves yet")
+
+
+def _ready_condition(inp: StatusInputs, previous: Mapping[str, Any]) -> Cond:
+    svc = labels.rayservice_serve_service_name(inp.service.metadata.name)
+    if inp.active.cluster is not None and inp.endpoints > 0:
+        msg = f"{inp.endpoints} pod(s) of {inp.active.name} serve through {svc}"
+        return Cond(READY, True, "NonZeroServeEndpoints", msg)
+    if not conditions.is_true(previous.get("conditions"), READY) and not inp.active.cluster:
+        prev = conditions.find(previous.get("conditions"), READY)
+        if prev is None or prev.get("reason") == "Initializing":
+            return Cond(READY, False, "Initializing", "waiting for a RayCluster to serve")
+    return Cond(READY, False, "ZeroServeEndpoints", f"no pod serves through {svc}")
+
+
+def _health_condition(inp: StatusInputs) -> Cond | None:
+    cluster = inp.active.cluster
+    if cluster is None:
+        return None
+    if inp.verdict is not None:
+        return Cond(SERVING_CLUSTER_HEALTHY, False, inp.verdict.reason, inp.verdict.message)
+    return Cond(SERVING_CLUSTER_HEALTHY, True, "Healthy", f"{cluster.name} is within thresholds")
+
+
+def compute_status(inp: StatusInputs) -> dict[str, Any]:
+    previous = _previous(inp.service)
+    wanted = [
+        _ready_condition(inp, previous),
+        _upgrade_condition(inp),
+        _serve_condition(inp),
+    ]
+    health = _health_condition(inp)
+    if health is not None:
+        wanted.append(health)
+    status: dict[str, Any] = {
+        "numServeEndpoints": inp.endpoints,
+        "activeServiceStatus": _cluster_entry(inp.active, previous, inp.now),
+        "pendingServiceStatus": _cluster_entry(inp.pending, previous, inp.now),
+        "conditions": conditions.merge(
+            previous.get("conditions"), wanted, inp.service.metadata.generation, inp.now
+        ),
+        "observedGeneration": inp.service.metadata.generation or 0,
+    }
+    if wanted[0].status:
+        status["serviceStatus"] = "Running"
+    return status
+
+
+def new_warnings(
+    previous: Mapping[str, Any] | None, computed: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """(reason, message) of conditions that just turned to a failure reason."""
+    before = {c.get("type"): c for c in (previous or {}).get("conditions") or []}
+    out = []
+    for cond in computed.get("conditions") or []:
+        old = before.get(cond["type"]) or {}
+        if cond["reason"] in WARNING_REASONS and (
+            old.get("reason") != cond["reason"] or old.get("message") != cond["message"]
+        ):
+            out.append((cond["reason"], cond["message"]))
+    return out

@@ -1,0 +1,253 @@
+"""Which RayClusters a RayService keeps, builds, promotes and deletes (pure).
+
+- Same ``cluster_config_hash`` as the serving cluster: update in place.
+- A different hash: ``NewCluster`` builds a pending cluster, promotes it once
+  its head is ready and every Serve app RUNNING, and deletes the old cluster
+  after ``rayClusterDeletionDelaySeconds``; ``Recreate`` deletes the serving
+  cluster first and builds the new one once the old pods are gone (downtime
+  accepted, two clusters never run at once); ``None`` never builds a cluster
+  while one serves, and says so.
+- A pending cluster whose hash no longer matches (the spec changed again) is
+  replaced; one not ready by the deadline is kept, untouched, for inspection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from raykube.decisions.rayservice_config import config_hash
+from raykube.decisions.rayservice_view import ClusterView
+from raykube.models.clusterspec import RayClusterSpec
+from raykube.models.rayservice import RayServiceSpec, RayServiceUpgradeType
+
+# Fields that never ask for a new cluster: the autoscaler's, scheduling-only
+# pod fields, and the operator's own switches.
+GROUP_FIELDS_IGNORED = ("replicas", "minReplicas", "maxReplicas", "suspend")
+POD_FIELDS_IGNORED = ("tolerations", "schedulingGates")
+SPEC_FIELDS_IGNORED = ("upgradeStrategy", "suspend")
+
+
+def _strip_template(template: Any) -> None:
+    spec = template.get("spec") if isinstance(template, dict) else None
+    if isinstance(spec, dict):
+        for key in POD_FIELDS_IGNORED:
+            spec.pop(key, None)
+
+
+def cluster_config_hash(spec: RayClusterSpec) -> str:
+    """Hash of ``rayClusterConfig`` without the fields that update in place."""
+    data: dict[str, Any] = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for key in SPEC_FIELDS_IGNORED:
+        data.pop(key, None)
+    _strip_template((data.get("headGroupSpec") or {}).get("template"))
+    for group in data.get("workerGroupSpecs") or []:
+        for key in GROUP_FIELDS_IGNORED:
+            group.pop(key, None)
+        (group.get("scaleStrategy") or {}).pop("workersToDelete", None)
+        _strip_template(group.get("template"))
+    return config_hash(data)
+
+
+class UpgradeState(StrEnum):
+    """Where the RayService stands with its clusters (drives UpgradeInProgress)."""
+
+    INITIALIZING = "Initializing"
+    STEADY = "Steady"
+    IN_PROGRESS = "InProgress"
+    TIMED_OUT = "TimedOut"
+    DISABLED = "Disabled"
+    RECREATING = "Recreating"
+
+
+class CreateReason(StrEnum):
+    INITIAL = "Initial"
+    CONFIG_CHANGED = "ClusterConfigChanged"
+    UNHEALTHY = "Unhealthy"
+    ACTIVE_MISSING = "ActiveClusterMissing"
+
+
+@dataclass(frozen=True)
+class Roles:
+    active: ClusterView | None
+    pending: ClusterView | None
+    stale: tuple[ClusterView, ...] = ()
+
+
+def assign_roles(
+    active_name: str, pending_name: str, clusters: Iterable[ClusterView], goal_hash: str
+) -> Roles:
+    """Active and pending clusters by name; a goal-hash cluster missing from the
+    status (created just before a crash) is adopted as pending."""
+    live = {c.name: c for c in clusters if not c.terminating}
+    active = live.get(active_name) if active_name else None
+    pending = live.get(pending_name) if pending_name and pending_name != active_name else None
+    if pending is None:
+        orphans = [
+            c
+            for c in live.values()
+            if c is not active and c.config_hash == goal_hash and c.delete_after is None
+        ]
+        pending = max(orphans, key=lambda c: (c.created, c.name)) if orphans else None
+    stale = tuple(c for c in live.values() if c is not active and c is not pending)
+    return Roles(active, pending, stale)
+
+
+@dataclass
+class ClusterPlan:
+    state: UpgradeState = UpgradeState.STEADY
+    create: CreateReason | None = None
+    switch: bool = False
+    #: Deleted now, with the reason.
+    delete: list[tuple[ClusterView, str]] = field(default_factory=list)
+    #: No longer serving: deleted once the time recorded on it has passed.
+    schedule: list[tuple[ClusterView, datetime]] = field(default_factory=list)
+    #: Serving again (a switch was interrupted): its deletion time is dropped.
+    unschedule: list[ClusterView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ClusterInputs:
+    spec: RayServiceSpec
+    goal_hash: str
+    roles: Roles
+    now: datetime
+    #: The pending cluster serves every app (head ready, apps RUNNING).
+    ready: Callable[[ClusterView], bool]
+    #: The serving cluster's verdict, when a replacement is wanted and allowed.
+    replace_unhealthy: bool = False
+    #: The cluster traffic last went to is gone (Recreate, or deleted by hand).
+    active_gone: bool = False
+    #: ... but its RayCluster or pods still exist (it is going away).
+    lingering: bool = False
+
+    @property
+    def recreate(self) -> bool:
+        return self.spec.upgrade_strategy.type == RayServiceUpgradeType.RECREATE
+
+
+def timed_out(spec: RayServiceSpec, cluster: ClusterView, now: datetime) -> bool:
+    timeout = spec.upgrade_strategy.timeout_seconds
+    return timeout > 0 and now >= cluster.created + timedelta(seconds=timeout)
+
+
+def _tidy(inp: ClusterInputs, plan: ClusterPlan) -> None:
+    """Old clusters: record when they go, and delete them once that time is past."""
+    delay = timedelta(seconds=inp.spec.ray_cluster_deletion_delay_seconds)
+    for c in inp.roles.stale:
+        if c.delete_after is None:
+            plan.schedule.append((c, inp.now + delay))
+        elif inp.now >= c.delete_after:
+            plan.delete.append((c, "DeletionDelayElapsed"))
+    active = inp.roles.active
+    if active is not None and active.delete_after is not None:
+        plan.unschedule.append(active)
+
+
+def _follow_pending(inp: ClusterInputs, plan: ClusterPlan, pending: ClusterView) -> None:
+    """A pending cluster built for the current spec: promote it, wait, or give up."""
+    active = inp.roles.active
+    if inp.ready(pending):
+        plan.switch = True
+        plan.state = UpgradeState.STEADY
+    elif active is None:
+        recreating = inp.recreate and inp.active_gone
+        plan.state = UpgradeState.RECREATING if recreating else UpgradeState.INITIALIZING
+    elif not timed_out(inp.spec, pending, inp.now):
+        plan.state = UpgradeState.IN_PROGRESS
+    elif pending.config_hash == active.config_hash and inp.replace_unhealthy:
+        # A replacement of an unhealthy cluster that failed: try afresh (back-off
+        # decided by the caller).
+        plan.delete.append((pending, "ReplacementTimedOut"))
+        plan.create = CreateReason.UNHEALTHY
+        plan.state = UpgradeState.IN_PROGRESS
+    else:
+        plan.state = UpgradeState.TIMED_OUT
+
+
+def _without_active(inp: ClusterInputs, plan: ClusterPlan) -> None:
+    pending = inp.roles.pending
+    if inp.lingering and inp.recreate:
+        plan.state = UpgradeState.RECREATING  # wait until the old pods are gone
+        return
+    if pending is not None and pending.config_hash != inp.goal_hash:
+        plan.delete.append((pending, "ClusterConfigChanged"))
+        pending = None
+    if pending is not None:
+        _follow_pending(inp, plan, pending)
+        return
+    plan.create = CreateReason.ACTIVE_MISSING if inp.active_gone else CreateReason.INITIAL
+    recreating = inp.recreate and inp.active_gone
+    plan.state = UpgradeState.RECREATING if recreating else UpgradeState.INITIALIZING
+
+
+def _recreate(inp: ClusterInputs, plan: ClusterPlan, active: ClusterView) -> None:
+    plan.delete.append((active, "Recreate"))
+    if inp.roles.pending is not None:
+        plan.delete.append((inp.roles.pending, "Recreate"))
+    plan.state = UpgradeState.RECREATING
+
+
+def plan_clusters(inp: ClusterInputs) -> ClusterPlan:
+    plan = ClusterPlan()
+    _tidy(inp, plan)
+    active, pending = inp.roles.active, inp.roles.pending
+    if active is None:
+        _without_active(inp, plan)
+        return plan
+    strategy = inp.spec.upgrade_strategy.type
+    drifted = active.config_hash != inp.goal_hash
+    if strategy == RayServiceUpgradeType.NONE:
+        if pending is not None:
+            plan.delete.append((pending, "UpgradeStrategyNone"))
+        plan.state = UpgradeState.DISABLED if drifted else UpgradeState.STEADY
+        return plan
+    if strategy == RayServiceUpgradeType.RECREATE and (drifted or inp.replace_unhealthy):
+        _recreate(inp, plan, active)
+        return plan
+    if pending is not None and pending.config_hash != inp.goal_hash:
+        plan.delete.append((pending, "ClusterConfigChanged"))
+        pending = None
+    if pending is not None:
+        _follow_pending(inp, plan, pending)
+    elif drifted:
+        plan.create, plan.state = CreateReason.CONFIG_CHANGED, UpgradeState.IN_PROGRESS
+    elif inp.replace_unhealthy:
+        plan.create, plan.state = CreateReason.UNHEALTHY, UpgradeState.IN_PROGRESS
+    return plan
+
+
+def group_sizes_patch(
+    wanted: Mapping[str, list[int]], cluster: ClusterView
+) -> tuple[list[dict[str, Any]], dict[str, list[int]]] | None:
+    """JSON Patch ops copying changed worker group sizes onto a cluster.
+
+    Only what changed in the RayService since it was last copied is written;
+    while the autoscaler runs, ``replicas`` is its own and never written.
+    Each write is guarded by a ``test`` of the group's name at that index.
+    Returns the ops and the new record, or None when nothing changed.
+    """
+    applied = {k: list(v) for k, v in cluster.applied_scaling.items()}
+    ops: list[dict[str, Any]] = []
+    for index, have in enumerate(cluster.groups):
+        want = wanted.get(have.name)
+        last = applied.get(have.name)
+        if want is None or last == want:
+            continue
+        base = f"/spec/workerGroupSpecs/{index}"
+        changes = []
+        for pos, key in enumerate(("replicas", "minReplicas", "maxReplicas")):
+            if key == "replicas" and cluster.autoscaling:
+                continue
+            before = last[pos] if last else have.values()[pos]
+            if want[pos] != before and want[pos] != have.values()[pos]:
+                changes.append({"op": "replace", "path": f"{base}/{key}", "value": want[pos]})
+        if changes:
+            ops += [{"op": "test", "path": f"{base}/groupName", "value": have.name}, *changes]
+        applied[have.name] = list(want)
+    if applied == cluster.applied_scaling:
+        return None
+    return ops, applied

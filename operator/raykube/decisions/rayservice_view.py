@@ -1,0 +1,214 @@
+"""What the RayService decisions look at: slim, immutable views (pure).
+
+A RayCluster owned by a RayService is read into a ``ClusterView`` (its
+annotations are the RayService's memory, see ``builders.labels``); the
+Serve state reported by a head's dashboard into a ``ServeSnapshot``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from raykube.builders import labels
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time as written by Kubernetes (or us); None when absent or garbled."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class HealthRecord:
+    """Since when a serving cluster looks unhealthy; kept on the cluster."""
+
+    #: The dashboard (or the head pod) could not be reached since then.
+    unreachable_since: datetime | None = None
+    #: Some application is DEPLOY_FAILED or UNHEALTHY since then.
+    failing_since: datetime | None = None
+    #: While failing_since is set: every application RUNNING since then.
+    running_since: datetime | None = None
+
+    def to_json(self) -> str:
+        items = {
+            "unreachableSince": self.unreachable_since,
+            "failingSince": self.failing_since,
+            "runningSince": self.running_since,
+        }
+        return json.dumps({k: format_time(v) for k, v in items.items() if v}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> HealthRecord:
+        try:
+            data = json.loads(text or "{}")
+        except ValueError:
+            return cls()
+        if not isinstance(data, dict):
+            return cls()
+        return cls(
+            unreachable_since=parse_time(data.get("unreachableSince")),
+            failing_since=parse_time(data.get("failingSince")),
+            running_since=parse_time(data.get("runningSince")),
+        )
+
+
+@dataclass(frozen=True)
+class GroupSize:
+    """The sizing fields of one worker group, the ones updated in place."""
+
+    name: str
+    replicas: int
+    min_replicas: int
+    max_replicas: int
+
+    def values(self) -> list[int]:
+        return [self.replicas, self.min_replicas, self.max_replicas]
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """A RayCluster that belongs to a RayService, as the decisions see it."""
+
+    name: str
+    uid: str = ""
+    created: datetime = EPOCH
+    terminating: bool = False
+    config_hash: str = ""
+    serve_hash: str = ""
+    serve_submitted_at: datetime | None = None
+    serve_healthy_hash: str = ""
+    delete_after: datetime | None = None
+    health: HealthRecord = field(default_factory=HealthRecord)
+    #: Group name -> [replicas, min, max] last copied from the RayService.
+    applied_scaling: Mapping[str, list[int]] = field(default_factory=dict)
+    #: The groups in the cluster's spec, in order (for targeted patches).
+    groups: tuple[GroupSize, ...] = ()
+    autoscaling: bool = False
+    #: The head container's declared ports (the stable Services copy them).
+    head_ports: tuple[Mapping[str, Any], ...] = ()
+    #: The RayCluster's own status, copied into the RayService's.
+    status: Mapping[str, Any] = field(default_factory=dict)
+    #: Address overrides from annotations (honoured only when enabled).
+    dashboard_url: str = ""
+    serve_url: str = ""
+
+    def with_(self, **changes: Any) -> ClusterView:
+        return replace(self, **changes)
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _groups(spec: Mapping[str, Any]) -> tuple[GroupSize, ...]:
+    return tuple(
+        GroupSize(
+            name=str(g.get("groupName", "")),
+            replicas=_int(g.get("replicas"), 0),
+            min_replicas=_int(g.get("minReplicas"), 0),
+            max_replicas=_int(g.get("maxReplicas"), 2**31 - 1),
+        )
+        for g in spec.get("workerGroupSpecs") or []
+    )
+
+
+def _head_ports(spec: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    template = (spec.get("headGroupSpec") or {}).get("template") or {}
+    containers = (template.get("spec") or {}).get("containers") or [{}]
+    return tuple(containers[0].get("ports") or [])
+
+
+def _scaling(text: str | None) -> dict[str, list[int]]:
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def cluster_view(body: Mapping[str, Any]) -> ClusterView:
+    """Read a RayCluster object (as the API server returns it)."""
+    meta = body.get("metadata") or {}
+    notes: Mapping[str, str] = meta.get("annotations") or {}
+    spec = body.get("spec") or {}
+    return ClusterView(
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        created=parse_time(meta.get("creationTimestamp")) or EPOCH,
+        terminating=bool(meta.get("deletionTimestamp")),
+        config_hash=notes.get(labels.CLUSTER_CONFIG_HASH, ""),
+        serve_hash=notes.get(labels.SERVE_CONFIG_HASH, ""),
+        serve_submitted_at=parse_time(notes.get(labels.SERVE_CONFIG_SUBMITTED_AT)),
+        serve_healthy_hash=notes.get(labels.SERVE_CONFIG_HEALTHY_HASH, ""),
+        delete_after=parse_time(notes.get(labels.DELETE_AFTER)),
+        health=HealthRecord.from_json(notes.get(labels.SERVE_HEALTH)),
+        applied_scaling=_scaling(notes.get(labels.APPLIED_SCALING)),
+        groups=_groups(spec),
+        autoscaling=bool(spec.get("enableInTreeAutoscaling")),
+        head_ports=_head_ports(spec),
+        status=dict(body.get("status") or {}),
+        dashboard_url=notes.get(labels.DASHBOARD_URL, ""),
+        serve_url=notes.get(labels.SERVE_URL, ""),
+    )
+
+
+# --- Serve, as a head's dashboard reports it --------------------------------------
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    status: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class AppView:
+    status: str
+    message: str = ""
+    deployments: Mapping[str, DeploymentView] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServeSnapshot:
+    """One look at a cluster's Serve applications; ``reachable`` False when the
+    dashboard did not answer (``error`` says how)."""
+
+    reachable: bool
+    apps: Mapping[str, AppView] = field(default_factory=dict)
+    error: str = ""
+    #: The head's Serve proxy answered ``/-/healthz``.
+    proxy_healthy: bool = False
+
+
+UNREACHABLE = ServeSnapshot(reachable=False, error="not polled")
+
+
+def snapshot(details: Mapping[str, Any], proxy_healthy: bool) -> ServeSnapshot:
+    """A ``GET /api/serve/applications/?api_type=declarative`` answer, read."""
+    apps: dict[str, AppView] = {}
+    for name, app in (details.get("applications") or {}).items():
+        deployments = {
+            dep_name: DeploymentView(str(dep.get("status", "")), str(dep.get("message") or ""))
+            for dep_name, dep in (app.get("deployments") or {}).items()
+        }
+        apps[str(name)] = AppView(
+            status=str(app.get("status", "")),
+            message=str(app.get("message") or ""),
+            deployments=deployments,
+        )
+    return ServeSnapshot(reachable=True, apps=apps, proxy_healthy=proxy_healthy)

@@ -1,0 +1,307 @@
+"""Table tests: every cluster transition of a RayService (build, promote, replace,
+keep, recreate, delete), through the pure ``decide``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from raykube.decisions.rayservice import decide
+from raykube.decisions.rayservice_upgrade import (
+    CreateReason,
+    UpgradeState,
+    assign_roles,
+    cluster_config_hash,
+)
+from raykube.decisions.rayservice_view import ServeSnapshot
+
+from .rayservice_helpers import (
+    DOWN,
+    RUNNING,
+    T0,
+    apps,
+    at,
+    cluster,
+    goal_hash,
+    head,
+    observe,
+    service,
+    with_status,
+)
+
+OLD = "old-config-hash"
+
+
+def names(pairs: list[tuple[Any, str]]) -> list[tuple[str, str]]:
+    return [(c.name, why) for c, why in pairs]
+
+
+# --- the hash rules of the guide ------------------------------------------------------
+
+
+def _spec(**changes: Any) -> Any:
+    rs = service()
+    spec = rs.spec.ray_cluster_config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    group = spec["workerGroupSpecs"][0]
+    for path, value in changes.items():
+        target = {
+            "group": group,
+            "spec": spec,
+            "pod": group["template"]["spec"],
+            "head": spec["headGroupSpec"]["template"]["spec"],
+        }[path.split(".")[0]]
+        target[path.split(".")[1]] = value
+    return type(rs.spec.ray_cluster_config).model_validate(spec)
+
+
+BASE_HASH = cluster_config_hash(service().spec.ray_cluster_config)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"group.replicas": 3},
+        {"group.minReplicas": 0},
+        {"group.maxReplicas": 9},
+        {"group.scaleStrategy": {"workersToDelete": ["rs-abc-small-worker-x"]}},
+        {"group.suspend": True},
+        {"pod.tolerations": [{"key": "gpu", "operator": "Exists"}]},
+        {"pod.schedulingGates": [{"name": "wait"}]},
+        {"head.tolerations": [{"key": "gpu", "operator": "Exists"}]},
+        {"spec.upgradeStrategy": {"type": "Recreate"}},
+        {"spec.suspend": True},
+    ],
+)
+def test_fields_that_update_in_place_leave_the_hash_alone(change: dict[str, Any]) -> None:
+    assert cluster_config_hash(_spec(**change)) == BASE_HASH
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"spec.rayVersion": "2.100.0"},
+        {"group.rayStartParams": {"num-cpus": "2"}},
+        {"pod.containers": [{"name": "ray-worker", "image": "ray:2"}]},
+        {"group.groupName": "big"},
+        {"spec.enableInTreeAutoscaling": True},
+    ],
+)
+def test_other_fields_change_the_hash(change: dict[str, Any]) -> None:
+    assert cluster_config_hash(_spec(**change)) != BASE_HASH
+
+
+# --- roles ----------------------------------------------------------------------------
+
+
+def test_roles_follow_the_status_and_adopt_an_unrecorded_goal_cluster() -> None:
+    a, p, x = cluster("rs-a", config_hash=OLD), cluster("rs-p"), cluster("rs-x", config_hash=OLD)
+    roles = assign_roles("rs-a", "rs-p", [a, p, x], goal_hash(service()))
+    assert (roles.active, roles.pending, roles.stale) == (a, p, (x,))
+    # Created just before a crash, never written to the status: adopted as pending.
+    roles = assign_roles("rs-a", "", [a, p], goal_hash(service()))
+    assert roles.pending == p
+    # One already scheduled for deletion is never adopted.
+    q = cluster("rs-q", delete_after=at(60))
+    assert assign_roles("rs-a", "", [a, q], goal_hash(service())).pending is None
+    # A terminating cluster has no role at all.
+    gone = cluster("rs-a", terminating=True)
+    assert assign_roles("rs-a", "", [gone], "h").active is None
+
+
+# --- the first cluster ----------------------------------------------------------------
+
+
+def test_first_reconcile_builds_the_first_cluster() -> None:
+    plan = decide(observe(service(), []))
+    assert plan.clusters.create is CreateReason.INITIAL
+    assert plan.clusters.state is UpgradeState.INITIALIZING
+    assert not plan.clusters.switch
+
+
+@pytest.mark.parametrize(
+    ("heads_ready", "snap", "serve_hash_ok", "switch"),
+    [
+        (False, RUNNING, True, False),  # head not ready
+        (True, DOWN, True, False),  # dashboard not answering
+        (True, apps("RUNNING", "DEPLOYING"), True, False),  # one app still deploying
+        (True, RUNNING, False, False),  # RUNNING, but an older config
+        (True, RUNNING, True, True),  # everything RUNNING: promote
+    ],
+)
+def test_first_cluster_is_promoted_only_when_every_app_runs(
+    heads_ready: bool, snap: ServeSnapshot, serve_hash_ok: bool, switch: bool
+) -> None:
+    rs = with_status(service(), pending="rs-p")
+    p = cluster("rs-p", serve_hash=None if serve_hash_ok else "older")
+    if serve_hash_ok:
+        p = p.with_(serve_hash=cluster("x").serve_hash)
+    obs = observe(rs, [p], serve={"rs-p": snap}, heads={"rs-p": head("rs-p", ready=heads_ready)})
+    plan = decide(obs)
+    assert plan.clusters.switch is switch
+    assert plan.clusters.create is None and not plan.clusters.delete
+    assert plan.clusters.state is (UpgradeState.STEADY if switch else UpgradeState.INITIALIZING)
+
+
+def test_spec_change_while_initializing_replaces_the_pending_cluster() -> None:
+    rs = with_status(service(), pending="rs-p")
+    plan = decide(observe(rs, [cluster("rs-p", config_hash=OLD)]))
+    assert names(plan.clusters.delete) == [("rs-p", "ClusterConfigChanged")]
+    assert plan.clusters.create is CreateReason.INITIAL
+
+
+# --- NewCluster upgrades ------------------------------------------------------------------
+
+
+def test_steady_service_does_nothing() -> None:
+    rs = with_status(service(), active="rs-a")
+    plan = decide(observe(rs, [cluster("rs-a")]))
+    assert plan.clusters.state is UpgradeState.STEADY
+    assert plan.clusters.create is None and not plan.clusters.delete and not plan.clusters.switch
+    assert not plan.submit and not plan.scaling and not plan.serve_labels
+
+
+def test_cluster_config_change_builds_a_pending_cluster() -> None:
+    rs = with_status(service(image="ray:2"), active="rs-a")
+    plan = decide(observe(rs, [cluster("rs-a", config_hash=OLD)]))
+    assert plan.clusters.create is CreateReason.CONFIG_CHANGED
+    assert plan.clusters.state is UpgradeState.IN_PROGRESS
+
+
+@pytest.mark.parametrize(
+    ("pending_snap", "state", "switch"),
+    [
+        (apps("DEPLOYING", "RUNNING"), UpgradeState.IN_PROGRESS, False),
+        (apps("DEPLOY_FAILED", "RUNNING"), UpgradeState.IN_PROGRESS, False),
+        (RUNNING, UpgradeState.STEADY, True),
+    ],
+)
+def test_pending_cluster_is_promoted_when_ready(
+    pending_snap: ServeSnapshot, state: UpgradeState, switch: bool
+) -> None:
+    rs = with_status(service(), active="rs-a", pending="rs-p")
+    obs = observe(
+        rs,
+        [cluster("rs-a", config_hash=OLD), cluster("rs-p")],
+        serve={"rs-a": RUNNING, "rs-p": pending_snap},
+    )
+    plan = decide(obs)
+    assert (plan.clusters.state, plan.clusters.switch) == (state, switch)
+    # Never a deletion of the serving cluster here: it goes only after the switch.
+    assert not plan.clusters.delete
+
+
+def test_spec_changed_again_mid_upgrade_replaces_the_pending_cluster() -> None:
+    rs = with_status(service(image="ray:3"), active="rs-a", pending="rs-p")
+    plan = decide(
+        observe(rs, [cluster("rs-a", config_hash=OLD), cluster("rs-p", config_hash="image-2")])
+    )
+    assert names(plan.clusters.delete) == [("rs-p", "ClusterConfigChanged")]
+    assert plan.clusters.create is CreateReason.CONFIG_CHANGED
+
+
+def test_spec_reverted_mid_upgrade_drops_the_pending_cluster() -> None:
+    rs = with_status(service(), active="rs-a", pending="rs-p")
+    plan = decide(observe(rs, [cluster("rs-a"), cluster("rs-p", config_hash="image-2")]))
+    assert names(plan.clusters.delete) == [("rs-p", "ClusterConfigChanged")]
+    assert plan.clusters.create is None and plan.clusters.state is UpgradeState.STEADY
+
+
+def test_upgrade_past_its_deadline_stops_and_keeps_the_pending_cluster() -> None:
+    rs = with_status(service(), active="rs-a", pending="rs-p")
+    clusters = [cluster("rs-a", config_hash=OLD), cluster("rs-p", created=T0)]
+    serve = {"rs-a": RUNNING, "rs-p": apps("DEPLOY_FAILED", "RUNNING")}
+    before = decide(observe(rs, clusters, serve=serve, now=at(1799)))
+    assert before.clusters.state is UpgradeState.IN_PROGRESS
+    after = decide(observe(rs, clusters, serve=serve, now=at(1800)))
+    assert after.clusters.state is UpgradeState.TIMED_OUT
+    assert not after.clusters.delete and after.clusters.create is None and not after.clusters.switch
+
+
+def test_deadline_is_settable_and_zero_means_none() -> None:
+    clusters = [cluster("rs-a", config_hash=OLD), cluster("rs-p")]
+    serve = {"rs-a": RUNNING, "rs-p": apps("DEPLOYING")}
+    short = with_status(service(upgradeStrategy={"timeoutSeconds": 60}), "rs-a", "rs-p")
+    assert decide(observe(short, clusters, serve=serve, now=at(61))).clusters.state is (
+        UpgradeState.TIMED_OUT
+    )
+    never = with_status(service(upgradeStrategy={"timeoutSeconds": 0}), "rs-a", "rs-p")
+    assert decide(observe(never, clusters, serve=serve, now=at(10**6))).clusters.state is (
+        UpgradeState.IN_PROGRESS
+    )
+
+
+def test_timed_out_pending_cluster_is_replaced_once_the_spec_changes() -> None:
+    rs = with_status(service(image="ray:3"), active="rs-a", pending="rs-p")
+    clusters = [cluster("rs-a", config_hash=OLD), cluster("rs-p", config_hash="image-2")]
+    plan = decide(observe(rs, clusters, now=at(7200)))
+    assert names(plan.clusters.delete) == [("rs-p", "ClusterConfigChanged")]
+    assert plan.clusters.create is CreateReason.CONFIG_CHANGED
+
+
+# --- old clusters ---------------------------------------------------------------------------
+
+
+def test_old_cluster_gets_its_deletion_time_then_is_deleted() -> None:
+    rs = with_status(service(rayClusterDeletionDelaySeconds=30), active="rs-b")
+    old = cluster("rs-a", config_hash=OLD)
+    plan = decide(observe(rs, [cluster("rs-b"), old]))
+    assert [(c.name, t) for c, t in plan.clusters.schedule] == [("rs-a", at(30))]
+    assert not plan.clusters.delete
+    waiting = old.with_(delete_after=at(30))
+    assert not decide(observe(rs, [cluster("rs-b"), waiting], now=at(29))).clusters.delete
+    due = decide(observe(rs, [cluster("rs-b"), waiting], now=at(30)))
+    assert names(due.clusters.delete) == [("rs-a", "DeletionDelayElapsed")]
+
+
+def test_serving_cluster_never_keeps_a_deletion_time() -> None:
+    rs = with_status(service(), active="rs-a")
+    plan = decide(observe(rs, [cluster("rs-a", delete_after=at(10))], now=at(20)))
+    assert [c.name for c in plan.clusters.unschedule] == ["rs-a"]
+    assert not plan.clusters.delete
+
+
+def test_serving_cluster_deleted_by_hand_is_rebuilt() -> None:
+    rs = with_status(service(), active="rs-a")
+    plan = decide(observe(rs, [], traffic="rs-a", active_gone=True))
+    assert plan.clusters.create is CreateReason.ACTIVE_MISSING
+
+
+# --- None and Recreate ------------------------------------------------------------------------
+
+
+def test_none_strategy_never_builds_a_cluster_and_says_so() -> None:
+    rs = with_status(service(image="ray:2", upgradeStrategy={"type": "None"}), active="rs-a")
+    plan = decide(observe(rs, [cluster("rs-a", config_hash=OLD)]))
+    assert plan.clusters.create is None and plan.clusters.state is UpgradeState.DISABLED
+    leftover = with_status(rs, active="rs-a", pending="rs-p")
+    plan = decide(observe(leftover, [cluster("rs-a", config_hash=OLD), cluster("rs-p")]))
+    assert names(plan.clusters.delete) == [("rs-p", "UpgradeStrategyNone")]
+
+
+def test_recreate_deletes_first_then_builds_once_the_old_pods_are_gone() -> None:
+    spec = {"upgradeStrategy": {"type": "Recreate"}}
+    rs = with_status(service(image="ray:2", **spec), active="rs-a")
+    plan = decide(observe(rs, [cluster("rs-a", config_hash=OLD)]))
+    assert names(plan.clusters.delete) == [("rs-a", "Recreate")]
+    assert plan.clusters.create is None and plan.clusters.state is UpgradeState.RECREATING
+    dying = cluster("rs-a", config_hash=OLD, terminating=True)
+    plan = decide(observe(rs, [dying], traffic="rs-a", active_gone=True, lingering=True))
+    assert plan.clusters.create is None and plan.clusters.state is UpgradeState.RECREATING
+    plan = decide(observe(rs, [], traffic="rs-a", active_gone=True))
+    assert plan.clusters.create is CreateReason.ACTIVE_MISSING
+    assert plan.clusters.state is UpgradeState.RECREATING
+
+
+def test_recreate_without_a_change_keeps_the_cluster() -> None:
+    rs = with_status(service(upgradeStrategy={"type": "Recreate"}), active="rs-a")
+    plan = decide(observe(rs, [cluster("rs-a")]))
+    assert not plan.clusters.delete and plan.clusters.state is UpgradeState.STEADY
+
+
+def test_deletion_delay_is_measured_from_the_time_recorded_not_from_now() -> None:
+    rs = with_status(service(), active="rs-b")
+    old = cluster("rs-a", config_hash=OLD, delete_after=T0 + timedelta(seconds=60))
+    # A restarted operator sees the same recorded time: no new timer starts.
+    assert not decide(observe(rs, [cluster("rs-b"), old], now=at(59))).clusters.schedule
