@@ -26,6 +26,7 @@ import copy
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "serve_runtime"))
 sys.path.insert(0, str(BENCH))
 
-from loadgen import LoadResult, run_load  # noqa: E402
+from loadgen import LoadResult, Send, run_load  # noqa: E402
 from raykube_serve import dashboard  # noqa: E402
 from raykube_serve.embeddings import sample_config  # noqa: E402
 from raykube_serve.localhead import LocalRayHead  # noqa: E402
@@ -47,10 +48,17 @@ from raykube_serve.version import RAY_VERSION  # noqa: E402
 SHARED = Path(os.environ.get("RAYKUBE_SHARED_DIR", REPO.parent / "shared"))
 WALKTHROUGH = SHARED / "manifests" / "ray_v1alpha1_rayservice.yaml"
 
+# Passage-sized texts (40-90 tokens), as embedding services index them: long
+# enough that the model, not HTTP, is most of a request's cost.
+_PASSAGE = (
+    "ray serve routes each request through the proxy to a replica where the model "
+    "encodes text into a vector that a search index stores next to millions of others "
+    "so that similar passages can be found quickly when a user asks a question about "
+    "kubernetes operators autoscaling batching and load shedding under heavy traffic"
+)
+_WORDS = _PASSAGE.split()
 TEXTS = [
-    " ".join(["serving", "models", "with", "ray", "on", "kubernetes"][: 2 + i % 5])
-    + f" request {i}"
-    + (" with a longer tail of words to vary the length" if i % 3 == 0 else "")
+    f"passage {i}: " + " ".join(_WORDS[(i * 7) % 20 : (i * 7) % 20 + 30 + (i % 4) * 10])
     for i in range(64)
 ]
 
@@ -112,23 +120,72 @@ async def wait_for_batch_limit(head: LocalRayHead, limit: int) -> None:
     raise TimeoutError(f"max_batch_size={limit} never took effect")
 
 
+async def post_texts(client: httpx.AsyncClient, seq: int) -> httpx.Response:
+    start = (seq * 8) % len(TEXTS)
+    return await client.post("/embed/", json={"texts": TEXTS[start : start + 8]})
+
+
+# Two shapes of the same work: many one-text requests (HTTP and the proxy
+# cost as much as the model) and fewer eight-text requests (the model
+# dominates). Each runs with batching off and on.
+LOAD_SHAPES: dict[str, tuple[Send, int, int, int]] = {
+    # name: (send, concurrency, requests, texts per request)
+    "one_text_per_request": (post_text, 16, 480, 1),
+    "eight_texts_per_request": (post_texts, 4, 60, 8),
+}
+
+
 async def bench_batching(head: LocalRayHead, scale: float) -> dict[str, Any]:
-    concurrency, total = 16, int(480 * scale)
-    results: dict[str, Any] = {"concurrency": concurrency, "requests": total}
+    results: dict[str, Any] = {name: {} for name in LOAD_SHAPES}
     for label, size in (("without_batching", 1), ("with_batching", 16)):
         user_config = {"max_batch_size": size, "batch_wait_timeout_s": 0.01}
         deploy(head, full_config(head, embeddings_app(user_config=user_config)))
         await wait_for_batch_limit(head, size)
-        await run_load(head.serve_url, post_text, concurrency, 48, 60)  # warm-up
-        result = await run_load(head.serve_url, post_text, concurrency, total, 120, True)
-        summary = result.summary()
-        summary["user_config"] = user_config
-        summary["mean_batch_size"] = mean_batch(result)
-        summary["texts_per_s"] = summary["requests_per_s"]
-        results[label] = summary
-    off, on = results["without_batching"], results["with_batching"]
-    results["speedup"] = round(on["texts_per_s"] / off["texts_per_s"], 2) if off["ok"] else None
+        for name, (send, concurrency, requests, per_request) in LOAD_SHAPES.items():
+            total = max(concurrency * 4, int(requests * scale))
+            await run_load(head.serve_url, send, concurrency, concurrency * 2, 60)  # warm-up
+            result = await run_load(head.serve_url, send, concurrency, total, 120, True)
+            summary = result.summary()
+            summary["user_config"] = user_config
+            summary["texts_per_request"] = per_request
+            summary["mean_batch_size"] = mean_batch(result)
+            summary["texts_per_s"] = round(summary["requests_per_s"] * per_request, 2)
+            results[name][label] = summary
+    for shape in results.values():
+        off, on = shape["without_batching"], shape["with_batching"]
+        shape["speedup"] = round(on["texts_per_s"] / off["texts_per_s"], 2) if off["ok"] else None
     return results
+
+
+MODEL_ONLY = """
+import json, sys, time
+from raykube_serve.model import SentenceEncoder
+texts = json.loads(sys.argv[1])
+encoder = SentenceEncoder.load()
+out = {}
+for size in (1, 4, 16):
+    batch = texts[:size]
+    encoder.encode(batch)
+    start = time.perf_counter()
+    rounds = max(2, 48 // size)
+    for _ in range(rounds):
+        encoder.encode(batch)
+    per_text = (time.perf_counter() - start) / rounds / size
+    out[f"batch_{size}_ms_per_text"] = round(per_text * 1e3, 2)
+print(json.dumps(out))
+"""
+
+
+def bench_model_only() -> dict[str, Any]:
+    """The numpy encoder alone, one BLAS thread (as in a num_cpus=1 replica)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(REPO / "serve_runtime")
+    done = subprocess.run(
+        [sys.executable, "-c", MODEL_ONLY, json.dumps(TEXTS[:16])],
+        env=env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 AUTOSCALING_OVERRIDES: dict[str, Any] = {
@@ -137,12 +194,14 @@ AUTOSCALING_OVERRIDES: dict[str, Any] = {
     "min_replicas": 1,
     "max_replicas": 3,
     "target_ongoing_requests": 4,
-    "upscale_delay_s": 2,
-    "downscale_delay_s": 8,
-    "look_back_period_s": 3,
-    "metrics_interval_s": 1,
+    "upscale_delay_s": 3,
+    "downscale_delay_s": 15,
+    # Long enough that a metrics report delayed by a busy 2-core machine does
+    # not read as "no load" and scale down in the middle of the load.
+    "look_back_period_s": 10,
+    "metrics_interval_s": 2,
 }
-PHASES = [("low", 1, 12.0), ("high", 24, 40.0), ("idle", 0, 25.0)]
+PHASES = [("low", 1, 10.0), ("high", 24, 45.0), ("idle", 0, 30.0)]
 
 
 def autoscaling_app() -> dict[str, Any]:
@@ -221,6 +280,7 @@ def machine() -> dict[str, Any]:
 
 async def run_all(head: LocalRayHead, scale: float) -> dict[str, Any]:
     return {
+        "embedding_model_only": bench_model_only(),
         "fruit": await bench_fruit(head, scale),
         "embeddings_batching": await bench_batching(head, scale),
         "autoscaling": await bench_autoscaling(head),
@@ -255,10 +315,11 @@ def print_summary(report: dict[str, Any]) -> None:
     print(f"first deploy of 3 apps: {report['first_deploy_s']} s")
     for key, summary in report["fruit"].items():
         print(f"fruit {key}: {summary}")
-    batching = report["embeddings_batching"]
-    for key in ("without_batching", "with_batching"):
-        print(f"embeddings {key}: {batching[key]}")
-    print(f"embeddings batching speedup: {batching['speedup']}x")
+    print(f"embedding model alone (numpy, 1 thread): {report['embedding_model_only']}")
+    for shape, runs in report["embeddings_batching"].items():
+        for key in ("without_batching", "with_batching"):
+            print(f"embeddings {shape} {key}: {runs[key]}")
+        print(f"embeddings {shape}: batching speedup {runs['speedup']}x")
     scaling = report["autoscaling"]
     print(f"autoscaling phases: {scaling['phases']}")
     print("replicas over time (t_s phase target running):")

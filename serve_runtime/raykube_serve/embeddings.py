@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from importlib import resources
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import numpy as np
