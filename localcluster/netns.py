@@ -103,16 +103,21 @@ def _in_ns(net: NodeNet, *argv: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def claim_slot(service_cidr: str) -> NodeNet:
+def service_cidr_for(slot: int) -> str:
+    """A Service range per slot, for control planes that accept one; slot 0
+    keeps the control plane's default so a lone cluster looks standard."""
+    return "10.96.0.0/16" if slot == 0 else f"10.{96 + slot}.0.0/16"
+
+
+def claim_slot() -> int:
     """Create the first free ``raykube-<n>`` namespace; creation is the lock."""
     NETNS_DIR.mkdir(parents=True, exist_ok=True)
     for slot in range(MAX_SLOTS):
-        net = NodeNet(slot, service_cidr)
-        if _ip("netns", "add", net.name, check=False).returncode == 0:
-            return net
+        if _ip("netns", "add", f"{PREFIX}{slot}", check=False).returncode == 0:
+            return slot
     raise ComponentFailed(
         f"all {MAX_SLOTS} node slots are taken (ip netns list); "
-        "stop other local clusters or run `python -m localcluster.node reap`"
+        "stop other local clusters or run `python -m localcluster.node node-reap`"
     )
 
 

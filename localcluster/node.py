@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from localcluster import (
     controlplane,
@@ -484,7 +486,7 @@ def _owner_file(slot: int) -> Path:
     return versions.cache_root() / "nodes" / f"slot-{slot}.json"
 
 
-def _prepare(cp: ControlPlane, progress: Progress) -> Node:
+def _prepare(cp: ControlPlane, slot: int | None, say: Callable[[str], None]) -> Node:
     problems = node_deps.problems(cp.bin)
     if problems:
         raise ComponentFailed("the real node cannot start:\n  " + "\n  ".join(problems))
@@ -492,23 +494,36 @@ def _prepare(cp: ControlPlane, progress: Progress) -> Node:
     node_down(cp.state)
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
-    net = netns.claim_slot(_service_cidr(cp))
+    if slot is None:
+        slot = netns.claim_slot()
+    net = NodeNet(slot, _service_cidr(cp))
     name = "raykube-node" if _apiserver_prefers_internal_ip(cp) else net.node_ip
     node = Node(state, net.slot, net.service_cidr, name, cp.apiserver_port)
     node.save()
     _owner_file(net.slot).parent.mkdir(parents=True, exist_ok=True)
     _owner_file(net.slot).write_text(json.dumps({"cluster_state": str(cp.state)}))
-    progress.step(f"node {name}: namespace {net.name}, pods {net.pod_cidr}")
+    say(f"node {name}: namespace {net.name}, pods {net.pod_cidr}")
     return node
 
 
 def node_up(
-    cp: ControlPlane, extra_images: Iterable[images.Image] = (), quiet: bool = False
+    cp: ControlPlane,
+    extra_images: Iterable[images.Image] = (),
+    quiet: bool = False,
+    slot: int | None = None,
 ) -> Node:
-    """Start a real node attached to ``cp``; fails with the component's log."""
+    """Start a real node attached to ``cp``; fails with the component's log.
+
+    ``slot`` is one already claimed with ``netns.claim_slot`` (else one is).
+    """
     progress = Progress("node")
     say = (lambda _m: None) if quiet else progress.step
-    node = _prepare(cp, progress if not quiet else Progress("node-quiet"))
+    try:
+        node = _prepare(cp, slot, say)
+    except BaseException:
+        if slot is not None:
+            netns.teardown(slot)
+        raise
     try:
         netns.configure(node.net)
         _cgroup_create(node.cgroup_root, "daemons")
@@ -712,14 +727,30 @@ def cluster_up(
     """Control plane with kwok nodes (tainted, so real pods land here) + node."""
     state = state or controlplane.default_state()
     cluster_down(state)
-    plan = kwok.NodePlan(taint_all=True)
-    cp = controlplane.up(state, crds=crds, nodes=plan, quiet=quiet)
+    # The slot comes first: it decides the Service range the control plane
+    # is given (where it accepts one), so concurrent clusters never share
+    # a host route.
+    slot = netns.claim_slot()
     try:
-        node = node_up(cp, extra_images, quiet=quiet)
+        cp = _control_plane_up(state, crds, slot, quiet)
+    except BaseException:
+        netns.teardown(slot)
+        raise
+    try:
+        node = node_up(cp, extra_images, quiet=quiet, slot=slot)
     except BaseException:
         controlplane.down(state)
         raise
     return LocalCluster(cp, node)
+
+
+def _control_plane_up(state: Path, crds: Path | None, slot: int, quiet: bool) -> ControlPlane:
+    plan = kwok.NodePlan(taint_all=True)
+    if "service_cidr" in inspect.signature(controlplane.up).parameters:
+        cidr = netns.service_cidr_for(slot)
+        up = cast(Any, controlplane.up)
+        return cast(ControlPlane, up(state, crds=crds, nodes=plan, quiet=quiet, service_cidr=cidr))
+    return controlplane.up(state, crds=crds, nodes=plan, quiet=quiet)
 
 
 def cluster_down(state: Path | None = None) -> list[str]:
