@@ -38,3 +38,6 @@ DASHBOARD_SECONDS = Histogram(
     "Ray dashboard request latency",
     ["endpoint", "code"],
 )
+KUBE_REQUESTS = Counter(
+    "raykube_kube_requests_total", "Requests the operator sent to the API server", ["verb", "code"]
+)

@@ -19,6 +19,8 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from raykube.metrics import KUBE_REQUESTS
+
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
@@ -45,6 +47,7 @@ class Resource:
 
 
 PODS = Resource("", "v1", "pods", "Pod")
+SECRETS = Resource("", "v1", "secrets", "Secret")
 SERVICES = Resource("", "v1", "services", "Service")
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
 EVENTS = Resource("", "v1", "events", "Event")
@@ -135,6 +138,7 @@ class Kube:
     ) -> JSON:
         if query:
             path = f"{path}?{urlencode(query)}"
+        code = "error"
         try:
             resp = await self._api.call_api(
                 path,
@@ -145,10 +149,14 @@ class Kube:
                 _preload_content=False,
                 _request_timeout=30,
             )
+            raw = resp[0] if isinstance(resp, tuple) else resp
+            code = str(raw.status)
+            data = await raw.read()
         except ApiException as exc:
+            code = str(exc.status)
             raise _error(exc) from None
-        raw = resp[0] if isinstance(resp, tuple) else resp
-        data = await raw.read()
+        finally:
+            KUBE_REQUESTS.labels(method, code).inc()
         # Without preloading, the client leaves error statuses to us.
         if not 200 <= int(raw.status) <= 299:
             raise _status_error(int(raw.status), data)
@@ -239,6 +247,41 @@ class Kube:
             )
         except ApiException as exc:
             return int(exc.status or 0), str(exc.body or "").encode()
+        raw = resp[0] if isinstance(resp, tuple) else resp
+        return int(raw.status), await raw.read()
+
+    async def proxy(
+        self,
+        method: str,
+        namespace: str,
+        service: str,
+        port: int,
+        path: str,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        request_timeout: float = 10,
+    ) -> tuple[int, bytes]:
+        """Any request through the API server's service proxy; (0, why) when the API
+        server itself could not be reached."""
+        url = f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy{path}"
+        params = {"Accept": "application/json", **(headers or {})}
+        if body is not None:
+            params["Content-Type"] = "application/json"
+        try:
+            resp = await self._api.call_api(
+                url,
+                method,
+                header_params=params,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=request_timeout,
+            )
+        except ApiException as exc:
+            return int(exc.status or 0), str(exc.body or "").encode()
+        except (OSError, TimeoutError) as exc:
+            return 0, f"{type(exc).__name__}: {exc}".encode()
         raw = resp[0] if isinstance(resp, tuple) else resp
         return int(raw.status), await raw.read()
 

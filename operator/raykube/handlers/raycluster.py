@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 
 from raykube import metrics
 from raykube.adapters.kube import PODS, RAYCLUSTERS, ApiError
+from raykube.builders import hashing
 from raykube.builders.autoscaler import autoscaler_rbac
 from raykube.builders.pods import BuildContext, build_head_pod, build_worker_pod
 from raykube.builders.services import build_head_service
@@ -71,7 +73,7 @@ async def reconcile(rt: Runtime, key: Key) -> float | None:
 
 async def _reconcile(rt: Runtime, key: Key) -> float | None:
     await rt.indexed.wait()
-    obj = await rt.kube.get(RAYCLUSTERS, *key)
+    obj = rt.cached_cluster(key) or await rt.kube.get(RAYCLUSTERS, *key)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
         rt.expectations.forget(key)
         rt.clusters.forget(key)
@@ -83,8 +85,8 @@ async def _reconcile(rt: Runtime, key: Key) -> float | None:
         return None
     ctx = build_context(rt, obj)
     if cluster.spec.enable_in_tree_autoscaling:
-        await ensure_autoscaler_rbac(rt, cluster)
-    head_service = await ensure_head_service(rt, cluster, ctx)
+        await ensure_autoscaler_rbac(rt, key, cluster)
+    head_service = await ensure_head_service(rt, key, cluster, ctx)
     failure = await ensure_pods(rt, key, obj, cluster, ctx)
     observed = cluster_status.Observed(rt.pods_of(key), head_service, failure)
     status = cluster_status.compute_status(cluster, intent_of(cluster), observed, now_iso())
@@ -106,15 +108,24 @@ async def _report_invalid(rt: Runtime, key: Key, obj: dict[str, Any], err: Valid
     await write_status(rt, key, obj, status)
 
 
-async def ensure_autoscaler_rbac(rt: Runtime, cluster: RayCluster) -> None:
-    for item in autoscaler_rbac(cluster, rt.settings.operator_name):
+async def ensure_autoscaler_rbac(rt: Runtime, key: Key, cluster: RayCluster) -> None:
+    items = autoscaler_rbac(cluster, rt.settings.operator_name)
+    fingerprint = hashing.digest(items)
+    if rt.applied.get((key, "rbac")) == fingerprint:
+        return
+    for item in items:
         await rt.kube.apply(item)
+    rt.applied[(key, "rbac")] = fingerprint
 
 
 async def ensure_head_service(
-    rt: Runtime, cluster: RayCluster, ctx: BuildContext
-) -> dict[str, Any]:
-    return await rt.kube.apply(build_head_service(cluster, ctx))
+    rt: Runtime, key: Key, cluster: RayCluster, ctx: BuildContext
+) -> Mapping[str, Any]:
+    desired = hashing.stamped(build_head_service(cluster, ctx))
+    live = rt.head_service_of(key, desired["metadata"]["name"])
+    if live is not None and hashing.unchanged(desired, live):
+        return live
+    return await rt.kube.apply(desired)
 
 
 async def _dry_run_templates(

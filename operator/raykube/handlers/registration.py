@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -45,8 +46,18 @@ def ray_pods(
 def ray_services(
     namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
 ) -> dict[Key, Any]:
-    slim = {"metadata": {"name": body["metadata"]["name"]}, "spec": dict(body.get("spec", {}))}
+    meta = body["metadata"]
+    slim = {
+        "metadata": {"name": meta["name"], "annotations": dict(meta.get("annotations", {}))},
+        "spec": dict(body.get("spec", {})),
+    }
     return {(namespace or "", labels[ray_labels.CLUSTER]): slim}
+
+
+@kopf.index("ray.io", "v1", "rayclusters")
+def ray_clusters(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    """The latest RayCluster objects: a reconcile reads here, not from the API server."""
+    return {(namespace or "", name): copy.deepcopy(dict(body))}
 
 
 @kopf.on.startup()
@@ -68,6 +79,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> No
         kube=kube,
         pods=kwargs["ray_pods"],
         services=kwargs["ray_services"],
+        cluster_objects=kwargs["ray_clusters"],
         clusters=WorkQueue(run_cluster, "RayCluster"),
     )
     holder["rt"] = rt
@@ -106,6 +118,7 @@ async def raycluster_event(
     key = (namespace or "", name)
     if type == "DELETED":
         rt.known_clusters.discard(key)
+        rt.applied.pop((key, "rbac"), None)
         rt.expectations.forget(key)
         rt.clusters.forget(key)
         return

@@ -76,6 +76,7 @@ class Runtime:
     pods: IndexLike
     services: IndexLike
     clusters: WorkQueue
+    cluster_objects: IndexLike | None = None
     services_queue: WorkQueue | None = None
     expectations: Expectations = field(default_factory=Expectations)
     #: Set once kopf has filled the indices (the first handler call).
@@ -83,11 +84,19 @@ class Runtime:
     #: (key, reason, generation) of warnings already recorded, to emit each once.
     warned: set[tuple[Key, str, str]] = field(default_factory=set)
     known_clusters: set[Key] = field(default_factory=set)
+    #: Fingerprints of children applied without an index to compare against.
+    applied: dict[tuple[Key, str], str] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def pods_of(self, key: Key) -> list[PodView]:
         observed = list(self.pods[key]) if key in self.pods else []
         return self.expectations.apply(key, observed)
+
+    def cached_cluster(self, key: Key) -> dict[str, Any] | None:
+        """The RayCluster as the watch last delivered it, if any."""
+        if self.cluster_objects is None or key not in self.cluster_objects:
+            return None
+        return next(iter(self.cluster_objects[key]), None)
 
     def head_service_of(self, key: Key, name: str) -> Mapping[str, Any] | None:
         if key not in self.services:
