@@ -150,7 +150,7 @@ def write_archive(ref: str, layer: Path, config: dict[str, Any], out: Path) -> N
     manifest = json.dumps(
         [{"Config": cfg_name, "RepoTags": [ref], "Layers": [f"{diff_id}/layer.tar"]}]
     ).encode()
-    tmp = out.with_suffix(".partial")
+    tmp = out.with_suffix(f".{os.getpid()}.partial")  # concurrent builders
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, cfg_name, cfg)
         tar.add(layer, arcname=f"{diff_id}/layer.tar")
@@ -458,7 +458,7 @@ def build(
         for name, value in sorted(args.items()):
             argv += ["--build-arg", f"{name}={value}"]
         _run([*argv, str(context)], f"buildah build of {dockerfile}")
-        tmp = image.archive.with_suffix(".partial")
+        tmp = image.archive.with_suffix(f".{os.getpid()}.partial")
         tmp.unlink(missing_ok=True)
         _run([*buildah, "push", ref, f"docker-archive:{tmp}:{ref}"], "buildah push")
         tmp.rename(image.archive)
@@ -511,12 +511,12 @@ def add_parser(sub: Any) -> None:
     b.add_argument("--target", default=None)
     b.add_argument("--context", type=Path, default=None)
     b.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE")
-    b.add_argument("--state", type=Path, default=None, help="cluster whose node gets the image")
     isub.add_parser("base", help="build (or find) the Debian base image")
     isub.add_parser("pause", help="build (or find) the pause image")
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run_cli(args: argparse.Namespace, state: Path | None = None) -> int:
+    """``state``: the cluster whose running node (if any) gets the image."""
     progress = Progress("image")
     if args.image_cmd == "base":
         print(ensure_base(progress).ref)
@@ -535,7 +535,7 @@ def run_cli(args: argparse.Namespace) -> int:
     )
     from localcluster import node  # a node may be running: give it the image
 
-    socket = node.running_containerd_socket(args.state)
+    socket = node.running_containerd_socket(state)
     if socket is not None:
         import_image(socket, image)
         progress.step(f"imported into the node's containerd ({socket})")
@@ -545,8 +545,13 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localcluster.images")
+    parser.add_argument("--state", type=Path, default=None, help="cluster to import into")
     add_parser(parser.add_subparsers(dest="cmd", required=True))
-    return run_cli(parser.parse_args(["image", *(argv if argv is not None else [])]))
+    args = list(argv if argv is not None else [])
+    # `--state X build ...` or `build ...`: the sub-command sits under "image".
+    split = 2 if args[:1] == ["--state"] else 0
+    parsed = parser.parse_args([*args[:split], "image", *args[split:]])
+    return run_cli(parsed, parsed.state)
 
 
 if __name__ == "__main__":

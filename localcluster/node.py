@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import inspect
 import json
 import os
@@ -723,6 +724,7 @@ def cluster_up(
     crds: Path | None = None,
     extra_images: Iterable[images.Image] = (),
     quiet: bool = False,
+    nodes: kwok.NodePlan | None = None,
 ) -> LocalCluster:
     """Control plane with kwok nodes (tainted, so real pods land here) + node."""
     state = state or controlplane.default_state()
@@ -732,7 +734,8 @@ def cluster_up(
     # a host route.
     slot = netns.claim_slot()
     try:
-        cp = _control_plane_up(state, crds, slot, quiet)
+        plan = dataclasses.replace(nodes or kwok.NodePlan(), taint_all=True)
+        cp = _control_plane_up(state, crds, plan, slot, quiet)
     except BaseException:
         netns.teardown(slot)
         raise
@@ -744,8 +747,9 @@ def cluster_up(
     return LocalCluster(cp, node)
 
 
-def _control_plane_up(state: Path, crds: Path | None, slot: int, quiet: bool) -> ControlPlane:
-    plan = kwok.NodePlan(taint_all=True)
+def _control_plane_up(
+    state: Path, crds: Path | None, plan: kwok.NodePlan, slot: int, quiet: bool
+) -> ControlPlane:
     if "service_cidr" in inspect.signature(controlplane.up).parameters:
         cidr = netns.service_cidr_for(slot)
         up = cast(Any, controlplane.up)
