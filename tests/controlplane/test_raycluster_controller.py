@@ -304,3 +304,25 @@ def test_operator_restart_mid_scale_leaves_no_duplicates(
     time.sleep(3)
     assert _worker_count(control_plane, namespace, "restart-rc") == 8
     assert len(_pods(control_plane, namespace, "restart-rc", "ray.io/node-type=head")) == 1
+
+
+def test_metrics_and_json_logs(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    rc = _manifest("ray-cluster.sample.yaml")
+    apply(control_plane, namespace, rc)
+    wait_for(lambda: _ready(control_plane, namespace, rc["metadata"]["name"], 1), timeout=90)
+    text = operator.metrics()
+    for name in (
+        'raykube_reconcile_total{kind="RayCluster"}',
+        'raykube_reconcile_duration_seconds_count{kind="RayCluster"}',
+        'raykube_pods_created_total{node_type="head"}',
+        'raykube_rayclusters{state="ready"}',
+        "raykube_kube_requests_total",
+    ):
+        assert name in text, name
+    lines = [ln for ln in operator.log.read_text().splitlines() if ln.startswith("{")]
+    assert lines, "the operator wrote no JSON log lines"
+    entries = [json.loads(ln) for ln in lines]
+    assert all({"ts", "level", "logger", "msg"} <= e.keys() for e in entries)
+    assert any("status: ready" in e["msg"] for e in entries)

@@ -75,6 +75,7 @@ async def _reconcile(rt: Runtime, key: Key) -> float | None:
     await rt.indexed.wait()
     obj = rt.cached_cluster(key) or await rt.kube.get(RAYCLUSTERS, *key)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
+        record_state(rt, key, None)
         rt.expectations.forget(key)
         rt.clusters.forget(key)
         return None
@@ -91,6 +92,7 @@ async def _reconcile(rt: Runtime, key: Key) -> float | None:
     observed = cluster_status.Observed(rt.pods_of(key), head_service, failure)
     status = cluster_status.compute_status(cluster, intent_of(cluster), observed, now_iso())
     await write_status(rt, key, obj, status)
+    record_state(rt, key, status.get("state") or ("failed" if failure else "provisioning"))
     if failure is not None:
         return FAILURE_RECHECK_SECONDS
     settled = status.get("state") in ("ready", "suspended")
@@ -249,3 +251,16 @@ async def write_status(rt: Runtime, key: Key, obj: dict[str, Any], status: dict[
         raise
     state = status.get("state") or "provisioning"
     log.info("RayCluster %s/%s status: %s", key[0], key[1], state)
+
+
+def record_state(rt: Runtime, key: Key, state: str | None) -> None:
+    """Keep the RayClusters-by-state gauge in step with what we wrote."""
+    if state is None:
+        rt.cluster_states.pop(key, None)
+    else:
+        rt.cluster_states[key] = state
+    counts: dict[str, int] = {}
+    for value in rt.cluster_states.values():
+        counts[value] = counts.get(value, 0) + 1
+    for name in ("ready", "provisioning", "suspending", "suspended", "failed"):
+        metrics.RAYCLUSTERS_BY_STATE.labels(name).set(counts.get(name, 0))

@@ -84,6 +84,7 @@ class Runtime:
     #: (key, reason, generation) of warnings already recorded, to emit each once.
     warned: set[tuple[Key, str, str]] = field(default_factory=set)
     known_clusters: set[Key] = field(default_factory=set)
+    cluster_states: dict[Key, str] = field(default_factory=dict)
     #: Fingerprints of children applied without an index to compare against.
     applied: dict[tuple[Key, str], str] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
