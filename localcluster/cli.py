@@ -55,8 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         if not running:
             print("not running")
             return 1
+        memory = controlplane.memory_mib(state)
         for name, ok in running.items():
-            print(f"{name:26} {'running' if ok else 'DEAD'}")
+            rss, peak = memory.get(name, (0.0, 0.0))
+            print(
+                f"{name:26} {'running' if ok else 'DEAD':8} rss {rss:7.1f} MiB  peak {peak:7.1f} MiB"
+            )
+        total = sum(m[0] for m in memory.values()), sum(m[1] for m in memory.values())
+        print(f"{'total':26} {'':8} rss {total[0]:7.1f} MiB  peak {total[1]:7.1f} MiB")
         return 0 if all(running.values()) else 1
     elif args.cmd == "kubeconfig":
         print(state / "admin.kubeconfig")

@@ -332,3 +332,23 @@ def status(state: Path | None = None) -> dict[str, bool]:
     if not pid_dir.is_dir():
         return {}
     return {p.name: processes.alive(int(p.read_text())) for p in sorted(pid_dir.iterdir())}
+
+
+def memory_mib(state: Path | None = None) -> dict[str, tuple[float, float]]:
+    """(current RSS, peak RSS) in MiB of each running component, from /proc."""
+    state = state or default_state()
+    out: dict[str, tuple[float, float]] = {}
+    pid_dir = state / "pids"
+    if not pid_dir.is_dir():
+        return out
+    for path in sorted(pid_dir.iterdir()):
+        fields: dict[str, float] = {}
+        try:
+            for line in Path(f"/proc/{int(path.read_text())}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    fields[key] = int(value.split()[0]) / 1024
+        except (OSError, ValueError):
+            continue
+        out[path.name] = (fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0))
+    return out

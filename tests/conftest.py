@@ -18,6 +18,8 @@ from localcluster import controlplane, processes, versions
 from localcluster.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parent.parent
+#: Figures measured by fixtures, printed at the end of the run.
+_FIGURES: dict[str, object] = {}
 
 
 def _reap_stale_clusters(root: Path) -> None:
@@ -44,6 +46,10 @@ def control_plane() -> Iterator[ControlPlane]:
     try:
         yield cp
     finally:
+        memory = controlplane.memory_mib(state)
+        _FIGURES["control plane peak RSS (MiB, sum of components)"] = round(
+            sum(peak for _, peak in memory.values()), 1
+        )
         controlplane.down(state)
         shutil.rmtree(state, ignore_errors=True)
 
@@ -68,3 +74,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where every tier must run: {report.longrepr}"
     return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for name, value in _FIGURES.items():
+        terminalreporter.write_line(f"raykube: {name}: {value}")
