@@ -38,8 +38,11 @@ PODS_PER_NODE = 250
 
 
 def _cluster(name: str) -> dict[str, Any]:
-    container = {"name": "ray", "image": "rayproject/ray:2.60.0",
-                 "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}
+    container = {
+        "name": "ray",
+        "image": "rayproject/ray:2.60.0",
+        "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
+    }
     template = {"spec": {"containers": [container]}}
     return {
         "apiVersion": "ray.io/v1",
@@ -48,10 +51,16 @@ def _cluster(name: str) -> dict[str, Any]:
         "spec": {
             "rayVersion": "2.60.0",
             "headGroupSpec": {"rayStartParams": {}, "template": template},
-            "workerGroupSpecs": [{
-                "groupName": "w", "replicas": WORKERS_PER_CLUSTER, "minReplicas": 0,
-                "maxReplicas": 10, "rayStartParams": {}, "template": template,
-            }],
+            "workerGroupSpecs": [
+                {
+                    "groupName": "w",
+                    "replicas": WORKERS_PER_CLUSTER,
+                    "minReplicas": 0,
+                    "maxReplicas": 10,
+                    "rayStartParams": {},
+                    "template": template,
+                }
+            ],
         },
     }
 
@@ -68,11 +77,20 @@ class PodWatch(threading.Thread):
 
     def run(self) -> None:
         self.proc = subprocess.Popen(
-            [str(self.cp.bin / "kubectl"), f"--kubeconfig={self.cp.kubeconfig}", "get", "pods",
-             "-n", "bench", "--watch", "-o",
-             "custom-columns=NAME:.metadata.name,CLUSTER:.metadata.labels.ray\\.io/cluster",
-             "--no-headers"],
-            stdout=subprocess.PIPE, text=True,
+            [
+                str(self.cp.bin / "kubectl"),
+                f"--kubeconfig={self.cp.kubeconfig}",
+                "get",
+                "pods",
+                "-n",
+                "bench",
+                "--watch",
+                "-o",
+                "custom-columns=NAME:.metadata.name,CLUSTER:.metadata.labels.ray\\.io/cluster",
+                "--no-headers",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
@@ -97,13 +115,20 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _ready_count(cp: controlplane.ControlPlane) -> int:
-    out = cp.kubectl("get", "rayclusters", "-n", "bench", "-o",
-                     "jsonpath={range .items[*]}{.status.state}{\"\\n\"}{end}", timeout=300).stdout
+    out = cp.kubectl(
+        "get",
+        "rayclusters",
+        "-n",
+        "bench",
+        "-o",
+        'jsonpath={range .items[*]}{.status.state}{"\\n"}{end}',
+        timeout=300,
+    ).stdout
     return sum(1 for line in out.splitlines() if line.strip() == "ready")
 
 
 def _requests_total(op: OperatorProcess) -> float:
-    pattern = re.compile(r'^raykube_kube_requests_total\{[^}]*\} ([0-9.e+]+)$', re.M)
+    pattern = re.compile(r"^raykube_kube_requests_total\{[^}]*\} ([0-9.e+]+)$", re.M)
     return sum(float(v) for v in pattern.findall(op.metrics()))
 
 
@@ -117,8 +142,13 @@ def _peak_rss_mib(op: OperatorProcess) -> float:
 
 def run(n: int, idle_seconds: float) -> dict[str, Any]:
     pods = n * (1 + WORKERS_PER_CLUSTER)
-    plan = kwok.NodePlan(cpu_nodes=max(2, math.ceil(pods / PODS_PER_NODE) + 1), gpu_nodes=0,
-                         max_pods=PODS_PER_NODE, cpus="1000", memory="4Ti")
+    plan = kwok.NodePlan(
+        cpu_nodes=max(2, math.ceil(pods / PODS_PER_NODE) + 1),
+        gpu_nodes=0,
+        max_pods=PODS_PER_NODE,
+        cpus="1000",
+        memory="4Ti",
+    )
     state = Path(tempfile.mkdtemp(prefix="raykube-bench-"))
     cp = controlplane.up(state, crds=REPO / "crds", nodes=plan, quiet=True)
     op = OperatorProcess(cp, state / "logs")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import ray  # noqa: F401  (a missing Ray must fail this tier, not skip it)
 from raykube_serve.model import SentenceEncoder
+from raykube_serve.model.encoder import pad, plan_passes
 
 from .helpers import Deploy, find_deployment
 
@@ -112,3 +113,19 @@ def test_bad_requests_get_400(serve_url: str, body: dict[str, Any]) -> None:
     response = httpx.post(f"{serve_url}/embed/", json=body, timeout=30)
     assert response.status_code == 400
     assert "error" in response.json()
+
+
+def test_passes_group_similar_lengths_within_the_token_budget() -> None:
+    lengths = [30, 5, 6, 31, 200, 7]
+    passes = plan_passes(lengths, budget=64)
+    assert sorted(i for group in passes for i in group) == list(range(len(lengths)))
+    for group in passes:
+        padded = len(group) * max(lengths[i] for i in group)
+        assert padded <= 64 or len(group) == 1  # a long text gets a pass of its own
+    assert [1, 2, 5] in passes  # the short ones travel together
+
+
+def test_pad_marks_real_tokens() -> None:
+    ids, mask = pad([[101, 7, 102], [101, 102]])
+    assert ids.tolist() == [[101, 7, 102], [101, 102, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 1, 0]]
