@@ -717,6 +717,10 @@ class LocalCluster:
     cp: ControlPlane
     node: Node
 
+    def load_image(self, image: images.Image) -> None:
+        """Make a built image available to pods on the real node."""
+        images.import_image(self.node.paths.containerd_socket, image)
+
 
 def cluster_up(
     state: Path | None = None,

@@ -19,6 +19,8 @@ COREDNS_READY_PORT = 8181
 COREDNS_USER = "system:raykube:coredns"
 REAL_NODE_LABEL = "raykube.io/node-kind"
 REAL_NODE_VALUE = "real"
+# nodeSelector for pods that must run for real (kwok nodes only pretend).
+REAL_NODE_SELECTOR = {REAL_NODE_LABEL: REAL_NODE_VALUE}
 
 
 @dataclass(frozen=True)

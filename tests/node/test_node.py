@@ -17,7 +17,7 @@ from localcluster.node import LocalCluster
 
 pytestmark = pytest.mark.node
 
-REAL = {node_config.REAL_NODE_LABEL: node_config.REAL_NODE_VALUE}
+REAL = node_config.REAL_NODE_SELECTOR
 
 
 def _eventually(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
