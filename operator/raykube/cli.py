@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
 
 import kopf
 from prometheus_client import start_http_server
 
-from raykube import logs, settings
+from raykube import leader, logs, settings
 
 log = logging.getLogger("raykube")
 
@@ -22,19 +23,37 @@ def run(argv: list[str] | None = None) -> int:
     start_http_server(cfg.metrics_port, addr=cfg.bind_host)
     log.info(
         "raykube starting",
-        extra={"namespaces": ",".join(cfg.namespaces) or "*", "metrics_port": cfg.metrics_port},
+        extra={
+            "namespaces": ",".join(cfg.namespaces) or "*",
+            "metrics_port": cfg.metrics_port,
+            "leader_election": cfg.leader_election,
+        },
     )
-    kopf.run(
-        clusterwide=not cfg.namespaces,
-        namespaces=list(cfg.namespaces),
-        standalone=True,
-        liveness_endpoint=f"http://{cfg.bind_host}:{cfg.health_port}/healthz",
-        memo=kopf.Memo(settings=cfg),
-        stop_flag=_stop_flag(),
-    )
+    if cfg.leader_election:
+        return asyncio.run(leader.run_elected(cfg, lambda stop: _operator(cfg, stop)))
+    asyncio.run(_operator(cfg, None))
     return 0
 
 
-def _stop_flag() -> threading.Event | None:
-    # kopf installs its own SIGTERM/SIGINT handlers when run in the main thread.
-    return None
+async def _operator(cfg: settings.Settings, stop_flag: asyncio.Event | None) -> None:
+    """kopf until a signal (it installs SIGTERM/SIGINT handlers) or ``stop_flag``."""
+    # kopf.run swallows the CancelledError of a stopped operator; so do we.
+    with contextlib.suppress(asyncio.CancelledError):
+        await kopf.operator(
+            clusterwide=not cfg.namespaces,
+            namespaces=list(cfg.namespaces),
+            standalone=True,
+            liveness_endpoint=f"http://{cfg.bind_host}:{cfg.health_port}/healthz",
+            memo=kopf.Memo(settings=cfg),
+            settings=_kopf_settings(),
+            stop_flag=stop_flag,
+        )
+
+
+def _kopf_settings() -> kopf.OperatorSettings:
+    cfg = kopf.OperatorSettings()
+    # The CRDs are installed before the operator (the chart's crds/), and
+    # watching CRDs and namespaces at run time would need cluster-scoped
+    # rights that a `watchNamespaces` install must not have.
+    cfg.scanning.disabled = True
+    return cfg

@@ -41,3 +41,9 @@ DASHBOARD_SECONDS = Histogram(
 KUBE_REQUESTS = Counter(
     "raykube_kube_requests_total", "Requests the operator sent to the API server", ["verb", "code"]
 )
+LEADER_ELECTION_LEADING = Gauge(
+    "raykube_leader_election_leading", "1 while this process holds the leader Lease, else 0"
+)
+LEADER_ELECTION_ACQUIRED = Counter(
+    "raykube_leader_election_acquired_total", "Times this process became the leader"
+)

@@ -37,6 +37,15 @@ class Settings:
     leader_election: bool = False
     lease_name: str = "raykube-leader"
     lease_namespace: str = field(default_factory=lambda: "default")
+    #: This process's name in the Lease; empty: ``<hostname>-<pid>``.
+    lease_identity: str = ""
+    #: Seconds a Lease not renewed stays taken; the leader renews every
+    #: ``lease_renew_period`` and steps down when it could not renew for
+    #: ``lease_renew_deadline``; candidates look every ``lease_retry_period``.
+    lease_duration: float = 15.0
+    lease_renew_period: float = 5.0
+    lease_renew_deadline: float = 10.0
+    lease_retry_period: float = 2.0
 
     @property
     def field_manager(self) -> str:
@@ -84,6 +93,20 @@ def parser() -> argparse.ArgumentParser:
         "--lease-namespace",
         default=_env("LEASE_NAMESPACE", os.environ.get("POD_NAMESPACE", "default")),
     )
+    p.add_argument("--lease-name", default=_env("LEASE_NAME", d.lease_name))
+    p.add_argument(
+        "--lease-identity",
+        default=_env("LEASE_IDENTITY", os.environ.get("POD_NAME", d.lease_identity)),
+        help="this replica's name in the Lease (default: env POD_NAME, else <hostname>-<pid>)",
+    )
+    for name, value in (
+        ("duration", d.lease_duration),
+        ("renew-period", d.lease_renew_period),
+        ("renew-deadline", d.lease_renew_deadline),
+        ("retry-period", d.lease_retry_period),
+    ):
+        env = f"LEASE_{name.replace('-', '_').upper()}"
+        p.add_argument(f"--lease-{name}", type=float, default=float(_env(env, str(value))))
     return p
 
 
@@ -103,4 +126,10 @@ def from_args(argv: list[str] | None = None) -> Settings:
         workers=a.workers,
         leader_election=a.leader_election,
         lease_namespace=a.lease_namespace,
+        lease_name=a.lease_name,
+        lease_identity=a.lease_identity,
+        lease_duration=a.lease_duration,
+        lease_renew_period=a.lease_renew_period,
+        lease_renew_deadline=a.lease_renew_deadline,
+        lease_retry_period=a.lease_retry_period,
     )

@@ -190,6 +190,18 @@ class Kube:
             content_type="application/apply-patch+yaml",
         )
 
+    async def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
+        """POST a new object; fails with ``ApiError.conflict`` when it exists already."""
+        query = {"fieldManager": self.field_manager}
+        return await self._call("POST", res.path(namespace), query=query, body=body)
+
+    async def update(self, res: Resource, namespace: str | None, name: str, body: JSON) -> JSON:
+        """PUT the whole object. With ``metadata.resourceVersion`` in ``body`` the
+        server refuses (409, ``ApiError.conflict``) if the object changed since it
+        was read: optimistic concurrency for read-modify-write decisions."""
+        query = {"fieldManager": self.field_manager}
+        return await self._call("PUT", res.path(namespace, name), query=query, body=body)
+
     async def delete(
         self, res: Resource, namespace: str | None, name: str, *, uid: str | None = None
     ) -> bool:
