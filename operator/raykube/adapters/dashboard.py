@@ -1,0 +1,237 @@
+"""The Ray dashboard client: the only module that talks HTTP to Ray heads.
+
+Three calls, all a RayService needs (Ray 2.60, measured):
+
+- ``PUT /api/serve/applications/`` with the whole multi-application config as
+  JSON; it answers 200 before anything is deployed, and it replaces every
+  application (one left out is deleted). Dashboard port only, trailing slash
+  required.
+- ``GET /api/serve/applications/?api_type=declarative``: each application's
+  status and message and each deployment's status.
+- ``GET /-/healthz`` on the Serve proxy port: 200 once the proxy runs there.
+
+How a head is reached is a setting. ``service-dns`` (in a cluster) uses the
+head Service's DNS name; ``apiserver-proxy`` (operator outside the cluster)
+goes through the API server's service proxy, with the operator's own
+credentials. A ``Head`` may also carry explicit URLs (see
+``--dashboard-url-annotations``), which win over both.
+
+One ``httpx.AsyncClient`` per process, explicit timeouts, bounded retries
+with exponential back-off on transport errors and 5xx (a head that is
+starting answers 502/503 for a few seconds), never on other 4xx. An
+optional token is sent as ``X-Ray-Authorization: Bearer ...``, the header
+Ray reads for clients behind proxies, so it survives the API server's proxy
+(which consumes ``Authorization`` itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, cast
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+APPS_PATH = "/api/serve/applications/"
+PROXY_HEALTH_PATH = "/-/healthz"
+TOKEN_HEADER = "X-Ray-Authorization"
+
+Access = Literal["service-dns", "apiserver-proxy"]
+Port = Literal["dashboard", "serve"]
+
+
+@dataclass(frozen=True)
+class Head:
+    """Where one cluster's head can be reached."""
+
+    namespace: str
+    #: The cluster's own head Service (``<cluster>-head-svc``).
+    service: str
+    dashboard_port: int = 8265
+    serve_port: int = 8000
+    #: Explicit base URLs (``http://host:port``); empty means "by the setting".
+    dashboard_url: str = ""
+    serve_url: str = ""
+    token: str = ""
+
+
+class DashboardError(Exception):
+    """A call failed. ``status`` 0 means no HTTP answer at all."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status or 'no answer'}: {message}")
+        self.status = status
+        self.message = message
+
+    @property
+    def rejected(self) -> bool:
+        """The head refused the request itself (a bad config), not its transport."""
+        return self.status in (400, 422)
+
+
+class ProxyTransport(Protocol):
+    """The API server's service proxy (``adapters.kube.Kube.proxy``)."""
+
+    async def proxy(
+        self,
+        method: str,
+        namespace: str,
+        service: str,
+        port: int,
+        path: str,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        request_timeout: float = 10,
+    ) -> tuple[int, bytes]: ...
+
+
+@dataclass(frozen=True)
+class Retry:
+    attempts: int = 3
+    first_delay: float = 0.25
+
+    def delay(self, attempt: int) -> float:
+        return float(self.first_delay * 2**attempt)
+
+
+#: A PUT returns before anything deploys, but a busy head can take seconds to
+#: answer any call; connecting is quick or not at all.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=20.0, write=10.0, pool=5.0)
+#: The proxy health check is a single quick look: a slow proxy is not healthy.
+PROXY_TIMEOUT = 2.0
+
+
+class DashboardClient:
+    def __init__(
+        self,
+        access: Access = "service-dns",
+        cluster_domain: str = "cluster.local",
+        proxy: ProxyTransport | None = None,
+        *,
+        retry: Retry | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        if access == "apiserver-proxy" and proxy is None:
+            raise ValueError("apiserver-proxy access needs the Kubernetes client")
+        self.access = access
+        self.cluster_domain = cluster_domain
+        self.retry = retry or Retry()
+        self._proxy = proxy
+        self._timeout = timeout
+        self._http = httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+            # Heads are in-cluster (or loopback) addresses: never through an
+            # HTTP proxy that the environment may name for other traffic.
+            trust_env=False,
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    # --- the three calls -----------------------------------------------------------------
+
+    async def get_applications(self, head: Head) -> dict[str, Any]:
+        status, data = await self._send("GET", head, "dashboard", APPS_PATH, api_type=True)
+        if status != 200:
+            raise DashboardError(status, _text(data))
+        try:
+            return cast(dict[str, Any], json.loads(data))
+        except ValueError:
+            raise DashboardError(status, f"not JSON: {_text(data)}") from None
+
+    async def put_applications(self, head: Head, config: dict[str, Any]) -> None:
+        status, data = await self._send("PUT", head, "dashboard", APPS_PATH, body=config)
+        if status != 200:
+            raise DashboardError(status, _text(data))
+
+    async def proxy_healthy(self, head: Head) -> bool:
+        try:
+            status, _ = await self._once("GET", head, "serve", PROXY_HEALTH_PATH, PROXY_TIMEOUT)
+        except DashboardError:
+            return False
+        return status == 200
+
+    # --- transport ---------------------------------------------------------------------
+
+    def base_url(self, head: Head, port: Port) -> str | None:
+        """Direct base URL, or None when the API server proxy must be used."""
+        explicit = head.dashboard_url if port == "dashboard" else head.serve_url
+        if explicit:
+            return explicit.rstrip("/")
+        if self.access == "apiserver-proxy":
+            return None
+        number = head.dashboard_port if port == "dashboard" else head.serve_port
+        return f"http://{head.service}.{head.namespace}.svc.{self.cluster_domain}:{number}"
+
+    async def _send(
+        self,
+        method: str,
+        head: Head,
+        port: Port,
+        path: str,
+        *,
+        body: Any = None,
+        api_type: bool = False,
+    ) -> tuple[int, bytes]:
+        if api_type:
+            path += "?api_type=declarative"
+        last: DashboardError | None = None
+        for attempt in range(self.retry.attempts):
+            if attempt:
+                await asyncio.sleep(self.retry.delay(attempt - 1))
+            try:
+                status, data = await self._once(method, head, port, path, None, body)
+            except DashboardError as err:
+                last = err
+                continue
+            if status < 500:
+                return status, data
+            last = DashboardError(status, _text(data))
+        assert last is not None
+        raise last
+
+    async def _once(
+        self,
+        method: str,
+        head: Head,
+        port: Port,
+        path: str,
+        read_timeout: float | None,
+        body: Any = None,
+    ) -> tuple[int, bytes]:
+        headers = {TOKEN_HEADER: f"Bearer {head.token}"} if head.token else {}
+        base = self.base_url(head, port)
+        if base is None:
+            assert self._proxy is not None
+            number = head.dashboard_port if port == "dashboard" else head.serve_port
+            return await self._proxy.proxy(
+                method,
+                head.namespace,
+                head.service,
+                number,
+                path,
+                body=body,
+                headers=headers,
+                request_timeout=read_timeout or self._timeout.read or 10.0,
+            )
+        try:
+            resp = await self._http.request(
+                method,
+                base + path,
+                json=body,
+                headers=headers,
+                timeout=read_timeout if read_timeout is not None else self._timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise DashboardError(0, f"{type(exc).__name__}: {exc} ({base})") from None
+        return resp.status_code, resp.content
+
+
+def _text(data: bytes, limit: int = 2000) -> str:
+    return data.decode(errors="replace").strip()[:limit]
