@@ -7,6 +7,7 @@ only when it changed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 KIND = "RayCluster"
 #: While pods are starting, look again this often even without events.
 PROGRESS_RECHECK_SECONDS = 10.0
+#: Worker pods created concurrently per reconcile step.
+CREATE_BATCH = 8
 #: A rejected pod template is retried slowly: only a spec change can fix it.
 FAILURE_RECHECK_SECONDS = 60.0
 
@@ -56,7 +59,7 @@ async def warn_once(rt: Runtime, key: Key, obj: dict[str, Any], reason: str, mes
     if marker in rt.warned:
         return
     rt.warned.add(marker)
-    await rt.kube.event(obj, "Warning", reason, message, rt.settings.operator_name)
+    rt.emit(obj, "Warning", reason, message)
 
 
 async def reconcile(rt: Runtime, key: Key) -> float | None:
@@ -130,6 +133,14 @@ async def ensure_head_service(
     return await rt.kube.apply(desired)
 
 
+def _templates(cluster: RayCluster) -> list[Any]:
+    """What a dry-run judges: templates and start params, not replica counts."""
+    head = cluster.spec.head_group_spec
+    return [head.template, head.ray_start_params] + [
+        [g.group_name, g.template, g.ray_start_params] for g in cluster.spec.worker_group_specs
+    ]
+
+
 async def _dry_run_templates(
     rt: Runtime, cluster: RayCluster, ctx: BuildContext
 ) -> tuple[str, str] | None:
@@ -161,10 +172,14 @@ async def ensure_pods(
     if plan.empty:
         return None
     if plan.create_head or plan.create_workers:
-        failure = await _dry_run_templates(rt, cluster, ctx)
-        if failure is not None:
-            await warn_once(rt, key, obj, *failure)
-            return failure
+        # Templates are judged once per content, not before every creation.
+        fingerprint = hashing.digest(_templates(cluster))
+        if rt.applied.get((key, "dry-run")) != fingerprint:
+            failure = await _dry_run_templates(rt, cluster, ctx)
+            if failure is not None:
+                await warn_once(rt, key, obj, *failure)
+                return failure
+            rt.applied[(key, "dry-run")] = fingerprint
     await _delete_pods(rt, key, obj, plan)
     return await _create_pods(rt, key, obj, cluster, ctx, plan)
 
@@ -175,13 +190,7 @@ async def _delete_pods(rt: Runtime, key: Key, obj: dict[str, Any], plan: PodPlan
             rt.expectations.deleted(key, victim.uid)
             metrics.PODS_DELETED.labels(victim.node_type, victim.reason).inc()
             reason = "DeletedHeadPod" if victim.node_type == "head" else "DeletedWorkerPod"
-            await rt.kube.event(
-                obj,
-                "Normal",
-                reason,
-                f"Deleted pod {key[0]}/{victim.name} ({victim.reason})",
-                rt.settings.operator_name,
-            )
+            rt.emit(obj, "Normal", reason, f"Deleted pod {key[0]}/{victim.name} ({victim.reason})")
 
 
 async def _create(
@@ -202,13 +211,7 @@ async def _create(
         raise
     rt.expectations.created(key, pods.view(created))
     metrics.PODS_CREATED.labels(node_type).inc()
-    await rt.kube.event(
-        obj,
-        "Normal",
-        ok,
-        f"Created pod {key[0]}/{pod['metadata']['name']}",
-        rt.settings.operator_name,
-    )
+    rt.emit(obj, "Normal", ok, f"Created pod {key[0]}/{pod['metadata']['name']}")
     return None
 
 
@@ -225,13 +228,18 @@ async def _create_pods(
         if failure:
             return failure
     groups = {g.group_name: g for g in cluster.spec.worker_group_specs}
-    for name, count in plan.create_workers.items():
-        for _ in range(count):
-            failure = await _create(
-                rt, key, obj, build_worker_pod(cluster, groups[name], ctx), "worker"
-            )
-            if failure:
-                return failure
+    # Worker pods are independent: create a bounded batch at a time.
+    todo = [
+        build_worker_pod(cluster, groups[name], ctx)
+        for name, count in plan.create_workers.items()
+        for _ in range(count)
+    ]
+    for first in range(0, len(todo), CREATE_BATCH):
+        batch = todo[first : first + CREATE_BATCH]
+        results = await asyncio.gather(*(_create(rt, key, obj, p, "worker") for p in batch))
+        failure = next((r for r in results if r), None)
+        if failure:
+            return failure
     return None
 
 

@@ -7,6 +7,7 @@ nothing here is created at import time.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from raykube.adapters.kube import Kube
 from raykube.decisions.pods import PodView
 from raykube.handlers.workqueue import Key, WorkQueue
 from raykube.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: How long a create or delete we issued is assumed in flight before the
 #: watch must have shown it (after that the cache is trusted again).
@@ -87,11 +90,32 @@ class Runtime:
     cluster_states: dict[Key, str] = field(default_factory=dict)
     #: Fingerprints of children applied without an index to compare against.
     applied: dict[tuple[Key, str], str] = field(default_factory=dict)
+    _events: asyncio.Queue[tuple[Mapping[str, Any], str, str, str]] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def pods_of(self, key: Key) -> list[PodView]:
         observed = list(self.pods[key]) if key in self.pods else []
         return self.expectations.apply(key, observed)
+
+    def emit(self, obj: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+        """Record an Event without making the reconcile wait for it.
+
+        Events are informational: posting them in order from a background
+        task keeps a burst of pod creations from being paced by event writes.
+        """
+        if self._events is None:
+            self._events = asyncio.Queue(maxsize=10_000)
+            self.tasks.append(asyncio.create_task(self._post_events()))
+        try:
+            self._events.put_nowait((obj, event_type, reason, message))
+        except asyncio.QueueFull:
+            log.warning("event queue full; dropped %s on %s", reason, obj["metadata"]["name"])
+
+    async def _post_events(self) -> None:
+        assert self._events is not None
+        while True:
+            obj, event_type, reason, message = await self._events.get()
+            await self.kube.event(obj, event_type, reason, message, self.settings.operator_name)
 
     def cached_cluster(self, key: Key) -> dict[str, Any] | None:
         """The RayCluster as the watch last delivered it, if any."""
