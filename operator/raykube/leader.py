@@ -184,7 +184,7 @@ def _now() -> str:
 class Elector:
     def __init__(
         self,
-        api: LeaseApi,
+        kube: LeaseApi,
         name: str,
         namespace: str,
         identity: str,
@@ -192,7 +192,7 @@ class Elector:
         clock: Clock = time.monotonic,
         wall: Callable[[], str] = _now,
     ) -> None:
-        self.api, self.name, self.namespace, self.identity = api, name, namespace, identity
+        self.kube, self.name, self.namespace, self.identity = kube, name, namespace, identity
         self.timing = timing or Timing()
         self._clock, self._wall = clock, wall
         self._seen: Seen | None = None
@@ -200,7 +200,7 @@ class Elector:
 
     async def step(self) -> bool:
         """One look at the Lease and, when due, one write. True while we hold it."""
-        lease = await self.api.get(LEASES, self.namespace, self.name)
+        lease = await self.kube.get(LEASES, self.namespace, self.name)
         self._see(lease)
         assert self._seen is not None
         decision = decide(self._seen, self.identity, self._clock())
@@ -226,9 +226,9 @@ class Elector:
         body: JSON = {"apiVersion": LEASES.api_version, "kind": LEASES.kind, "metadata": meta}
         body["spec"] = spec
         if record is None:
-            return await self.api.create(LEASES, self.namespace, body)
+            return await self.kube.create(LEASES, self.namespace, body)
         meta["resourceVersion"] = record.resource_version
-        return await self.api.update(LEASES, self.namespace, self.name, body)
+        return await self.kube.update(LEASES, self.namespace, self.name, body)
 
     def _set_leading(self, leading: bool) -> bool:
         if leading and not self.leading:
@@ -290,7 +290,7 @@ class Elector:
         }
         try:
             await asyncio.wait_for(
-                self.api.update(LEASES, self.namespace, self.name, body), timeout=5
+                self.kube.update(LEASES, self.namespace, self.name, body), timeout=5
             )
             log.info("released the leader Lease", extra={"lease": self.name})
         except (ApiError, OSError, TimeoutError) as err:
