@@ -68,6 +68,8 @@ def parse_texts(payload: Any) -> list[str]:
 
 
 class EmbeddingModel:
+    """One replica: the encoder loaded once, texts batched across requests."""
+
     def __init__(self) -> None:
         self._encoder = SentenceEncoder.load()
         self._settings = BatchSettings()
@@ -78,6 +80,10 @@ class EmbeddingModel:
             gpus,
             self._encoder.dim,
         )
+        if gpus and self._encoder.backend != "cuda":
+            # Still serves (numpy on CPU), but the reserved GPU sits idle:
+            # the image was built without torch (WITH_TORCH=false).
+            log.warning("GPU %s reserved but torch/CUDA unavailable; encoding on CPU", gpus)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self._settings = BatchSettings.from_user_config(config)
