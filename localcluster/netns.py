@@ -132,6 +132,15 @@ def configure(net: NodeNet) -> None:
     # Routing between the pods' bridge and the veth happens in the node's
     # namespace; bridged pod-to-pod replies must traverse iptables so that
     # Service NAT is undone (the kube-proxy requirement).
+    # Service traffic that kube-proxy does not rewrite (no endpoints yet)
+    # must still be routable, as on a node with a default route: only then
+    # does it reach kube-proxy's REJECT rule and fail fast with "connection
+    # refused" instead of "network unreachable". The route ends in a veth
+    # whose peer stays down, so what it carries is dropped: nothing leaves
+    # the namespace. (The kernel here has no dummy interfaces.)
+    _in_ns(net, "ip", "link", "add", "rksvc0", "type", "veth", "peer", "name", "rksvc1")
+    _in_ns(net, "ip", "link", "set", "rksvc0", "up")
+    _in_ns(net, "ip", "route", "add", net.service_cidr, "dev", "rksvc0")
     _in_ns(net, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
     _in_ns(net, "sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=1")
     for cidr in (net.pod_cidr, net.service_cidr):

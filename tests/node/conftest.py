@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,10 +52,7 @@ def local_cluster(web_image: images.Image) -> Iterator[LocalCluster]:
     root = versions.cache_root() / "clusters"
     _reap_stale(root)
     state = root / f"{STATE_PREFIX}{os.getpid()}"
-    try:
-        cluster = node.cluster_up(state, crds=REPO / "crds", extra_images=[web_image], quiet=True)
-    except Exception as exc:
-        pytest.fail(f"local cluster with a real node could not start: {exc}", pytrace=False)
+    cluster = _start(state, web_image)
     try:
         yield cluster
     finally:
@@ -63,6 +61,23 @@ def local_cluster(web_image: images.Image) -> Iterator[LocalCluster]:
         shutil.rmtree(state, ignore_errors=True)
         left = node.leftovers(slot)
         assert not left, f"the real node left things behind: {left}"
+
+
+def _start(state: Path, web_image: images.Image) -> LocalCluster:
+    """Bring the cluster up; one retry, since a start-up race in one
+    component should not cost the whole tier (the first error is printed)."""
+    errors: list[str] = []
+    for _ in range(2):
+        try:
+            return node.cluster_up(state, crds=REPO / "crds", extra_images=[web_image], quiet=True)
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            print(f"local cluster start failed: {errors[-1]}", file=sys.stderr)
+            node.cluster_down(state)
+            shutil.rmtree(state, ignore_errors=True)
+    pytest.fail(
+        "local cluster with a real node could not start:\n" + "\n".join(errors), pytrace=False
+    )
 
 
 @pytest.fixture(scope="module")

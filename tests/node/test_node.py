@@ -132,7 +132,18 @@ def web(local_cluster: LocalCluster, node_namespace: str, web_image: images.Imag
     kubectl = local_cluster.cp.kubectl
     kubectl("rollout", "status", "-n", node_namespace, "deploy/web", "--timeout=180s", timeout=200)
     kubectl("wait", "-n", node_namespace, "--for=condition=Ready", "pod/client", "--timeout=120s")
+    # Ready pods are not yet routed ones: kube-proxy follows the endpoints a
+    # moment later, as on any cluster.
+    ip = _get(local_cluster, node_namespace, "service", "web")["spec"]["clusterIP"]
+    _eventually(lambda: _answers(f"http://{ip}/"), 30, "the Service to route")
     return node_namespace
+
+
+def _answers(url: str) -> bool:
+    try:
+        return "hello from" in _http_get(url)
+    except OSError:
+        return False
 
 
 def test_real_node_is_ready_beside_tainted_kwok_nodes(local_cluster: LocalCluster) -> None:
