@@ -44,7 +44,7 @@ async def _operator(cfg: settings.Settings, stop_flag: asyncio.Event | None) -> 
             namespaces=list(cfg.namespaces),
             standalone=True,
             liveness_endpoint=f"http://{cfg.bind_host}:{cfg.health_port}/healthz",
-            memo=kopf.Memo(settings=cfg),
+            memo=kopf.Memo(settings=cfg, **{leader.STOP_FLAG: stop_flag}),
             settings=_kopf_settings(),
             stop_flag=stop_flag,
         )

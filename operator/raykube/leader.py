@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol
 
+import kopf
 from aiohttp import web
 
 from raykube.adapters.kube import LEASES, ApiError, Kube, Resource
@@ -339,17 +340,18 @@ async def run_elected(cfg: Settings, operator: Operator) -> int:
 
 
 async def _lead(elector: Elector, operator: Operator) -> int:
-    lost = asyncio.Event()
+    lost, stop = asyncio.Event(), asyncio.Event()
 
     async def keep() -> None:
         reason = await elector.hold()
         log.error("lost the leader Lease (%s): stopping", reason)
         lost.set()
+        stop.set()
 
     # Created before kopf starts, so kopf's shutdown leaves this task alone.
     keeper = asyncio.create_task(keep(), name="leader lease renewal")
     try:
-        await operator(lost)
+        await operator(stop)
     finally:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -357,6 +359,19 @@ async def _lead(elector: Elector, operator: Operator) -> int:
         if not lost.is_set():
             await elector.release()
     return 1 if lost.is_set() else 0
+
+
+STOP_FLAG = "stop_flag"
+
+
+@kopf.on.cleanup()
+async def _raise_stop_flag(memo: Any, **_: Any) -> None:
+    """kopf is stopping, maybe on a signal: raise its stop flag as well. kopf
+    leaves its waiter on an unraised flag pending, and then waits 5 s for it
+    before it returns, which would delay releasing the Lease."""
+    flag = memo.get(STOP_FLAG)
+    if isinstance(flag, asyncio.Event):
+        flag.set()
 
 
 @contextlib.contextmanager
