@@ -11,7 +11,7 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -32,7 +32,7 @@ FAST = RetryPolicy(
 class Script:
     """Answers to play in order; the last one repeats."""
 
-    answers: list[tuple[int, float, dict[str, str]]] = field(default_factory=list)
+    answers: Sequence[tuple[int, float, dict[str, str]]] = field(default_factory=list)
     hits: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
