@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO / "serve_runtime"))
 sys.path.insert(0, str(BENCH))
 
 from loadgen import LoadResult, Send, run_load  # noqa: E402
+
 from raykube_serve import dashboard  # noqa: E402
 from raykube_serve.embeddings import sample_config  # noqa: E402
 from raykube_serve.localhead import LocalRayHead  # noqa: E402

@@ -58,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         memory = controlplane.memory_mib(state)
         for name, ok in running.items():
             rss, peak = memory.get(name, (0.0, 0.0))
-            print(
-                f"{name:26} {'running' if ok else 'DEAD':8} rss {rss:7.1f} MiB  peak {peak:7.1f} MiB"
-            )
+            state_word = "running" if ok else "DEAD"
+            print(f"{name:26} {state_word:8} rss {rss:7.1f} MiB  peak {peak:7.1f} MiB")
         total = sum(m[0] for m in memory.values()), sum(m[1] for m in memory.values())
         print(f"{'total':26} {'':8} rss {total[0]:7.1f} MiB  peak {total[1]:7.1f} MiB")
         return 0 if all(running.values()) else 1

@@ -13,6 +13,7 @@ from typing import Any
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+
 from raykube_serve.driver import DAGDriver
 
 _OPTIONS: dict[str, Any] = {

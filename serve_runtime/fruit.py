@@ -13,6 +13,7 @@ from typing import Any
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+
 from raykube_serve.driver import DAGDriver
 
 # Cheap async work: size ongoing requests well above Ray's default of 5 so a

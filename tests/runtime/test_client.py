@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 import ray  # noqa: F401  (a missing Ray must fail this tier, not skip it)
+
 from raykube_serve.client import AsyncServeClient, RetriesExhausted, RetryPolicy, ServeClient
 from raykube_serve.localhead import free_port
 

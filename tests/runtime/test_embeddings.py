@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import pytest
 import ray  # noqa: F401  (a missing Ray must fail this tier, not skip it)
+
 from raykube_serve.model import SentenceEncoder
 from raykube_serve.model.encoder import pad, plan_passes
 

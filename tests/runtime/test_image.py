@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import ray
 import yaml
+
 from raykube_serve.embeddings import sample_config
 from raykube_serve.version import RAY_VERSION
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import ray  # noqa: F401  (a missing Ray must fail this tier, not skip it)
+
 from raykube_serve import dashboard
 from raykube_serve.localhead import LocalRayHead
 
