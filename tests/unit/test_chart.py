@@ -151,6 +151,11 @@ def test_every_value_reaches_the_operator() -> None:
     assert ports == {"metrics": 9100, "health": 9101}
 
 
+def test_no_service_links_shadow_the_operators_environment() -> None:
+    """A Service "raykube-metrics" would set RAYKUBE_METRICS_PORT=tcp://... otherwise."""
+    assert deployment(render())["spec"]["template"]["spec"]["enableServiceLinks"] is False
+
+
 def test_pod_knows_its_name_and_namespace_for_the_lease() -> None:
     env = {e["name"]: e for e in container(render())["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
@@ -371,3 +376,36 @@ def test_the_profile_check_catches_weakened_values(values: dict[str, str], expec
 def test_schema_rejects_unknown_values() -> None:
     proc = helm("template", "rk", str(CHART), "--set", "replicas=2", check=False)
     assert proc.returncode != 0 and "replicas" in proc.stderr
+
+
+# --- docs/operator.md keeps up -----------------------------------------------------------------
+
+DOCS = (REPO / "docs" / "operator.md").read_text()
+#: Values whose content is the user's (Kubernetes fields), documented as one.
+FREE_FORM = {"resources", "podSecurityContext", "securityContext", "labels", "annotations"}
+
+
+def _value_paths(values: dict[str, Any], prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key not in FREE_FORM:
+            paths += _value_paths(value, f"{path}.")
+        else:
+            paths.append(path)
+    return paths
+
+
+def test_docs_describe_every_value() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    missing = [p for p in _value_paths(values) if f"`{p}`" not in DOCS]
+    assert not missing, f"docs/operator.md does not describe: {missing}"
+
+
+def test_docs_list_every_flag_with_its_variable() -> None:
+    for action in settings.parser()._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        assert f"`{action.option_strings[0]}" in DOCS, action.option_strings[0]
+        variable = "NAMESPACES" if action.dest == "namespace" else action.dest.upper()
+        assert f"`RAYKUBE_{variable}`" in DOCS, variable
