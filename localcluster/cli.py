@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from localcluster import build, controlplane, kwok
+from localcluster import build, controlplane, images, kwok, node
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,9 +31,14 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--cpu-nodes", type=int, default=3)
     up.add_argument("--gpu-nodes", type=int, default=2)
     up.add_argument("--crds", type=Path, default=REPO / "crds")
+    up.add_argument(
+        "--node", action="store_true", help="also start a real node (kubelet, containerd, CNI)"
+    )
     sub.add_parser("down", help="stop everything `up` started, by PID")
     sub.add_parser("status", help="show which components run")
     sub.add_parser("kubeconfig", help="print the admin kubeconfig path")
+    node.add_parsers(sub)
+    images.add_parser(sub)
     return parser
 
 
@@ -44,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         print(build.build_all())
     elif args.cmd == "up":
         plan = kwok.NodePlan(cpu_nodes=args.cpu_nodes, gpu_nodes=args.gpu_nodes)
-        cp = controlplane.up(state, crds=args.crds, nodes=plan)
+        if args.node:
+            cp = node.cluster_up(state, crds=args.crds, nodes=plan).cp
+        else:
+            cp = controlplane.up(state, crds=args.crds, nodes=plan)
         print(f"export KUBECONFIG={cp.kubeconfig}")
         print(f"kubectl: {cp.bin / 'kubectl'}")
     elif args.cmd == "down":
@@ -65,4 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if all(running.values()) else 1
     elif args.cmd == "kubeconfig":
         print(state / "admin.kubeconfig")
+    elif args.cmd.startswith("node-"):
+        return node.run_cli(args.cmd, state, getattr(args, "attach", False))
+    elif args.cmd == "image":
+        return images.run_cli(args, args.state)
     return 0

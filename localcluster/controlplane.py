@@ -8,6 +8,7 @@ separate ``down`` or ``status`` call, or the real-node tier, can find it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -41,6 +42,7 @@ class ControlPlane:
     host: str = "127.0.0.1"
     etcd_port: int = 0
     apiserver_port: int = 0
+    service_cidr: str = SERVICE_CIDR
     pids: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -124,6 +126,11 @@ def _write_kubeconfig(cp: ControlPlane, cert: pki.KeyPair, user: str, path: Path
     path.chmod(0o600)
 
 
+def _first_ip(cidr: str) -> str:
+    """The address of the `kubernetes` Service: the first of the range."""
+    return str(ipaddress.ip_network(cidr)[1])
+
+
 def _make_pki(cp: ControlPlane) -> pki.KeyPair:
     ca = pki.make_ca(cp.pki)
     pki.issue(
@@ -138,7 +145,7 @@ def _make_pki(cp: ControlPlane) -> pki.KeyPair:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ),
-        ips=("127.0.0.1", "10.96.0.1"),
+        ips=("127.0.0.1", _first_ip(cp.service_cidr)),
         server=True,
     )
     # Used by the apiserver for `kubectl logs/exec` through a real kubelet.
@@ -204,8 +211,10 @@ def _start_apiserver(cp: ControlPlane, ctx: ssl.SSLContext) -> None:
         f"--service-account-key-file={p / 'sa.pub'}",
         f"--service-account-signing-key-file={p / 'sa.key'}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-cluster-ip-range={cp.service_cidr}",
         "--authorization-mode=Node,RBAC",
+        # A real node is reached at its IP; its host name resolves nowhere.
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
         "--allow-privileged=true",
         # A loopback advertise address may not be stored as an Endpoint.
         "--endpoint-reconciler-type=none",
@@ -236,7 +245,7 @@ def _start_controllers(cp: ControlPlane) -> None:
         f"--cluster-signing-cert-file={p / 'ca.crt'}",
         f"--cluster-signing-key-file={p / 'ca.key'}",
         "--use-service-account-credentials=true",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-cluster-ip-range={cp.service_cidr}",
     ]
     cp.pids["kube-controller-manager"] = processes.start("kube-controller-manager", cm, cp.state)
     sched = [str(cp.bin / "kube-scheduler"), *common, f"--secure-port={processes.free_port()}"]
@@ -271,9 +280,21 @@ def install_crds(cp: ControlPlane, directory: Path) -> list[str]:
         args += ["-f", str(f)]
     out = cp.kubectl("apply", "--server-side", "--force-conflicts", *args, "-o", "name").stdout
     names = [n for n in out.split() if n.startswith("customresourcedefinition")]
-    if names:
-        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    for name in names:
+        _wait_established(cp, name)
     return names
+
+
+def _wait_established(cp: ControlPlane, name: str, timeout: float = 60) -> None:
+    """`kubectl wait` fails outright while a new CRD has no conditions yet; poll."""
+    deadline = time.monotonic() + timeout
+    path = '{.status.conditions[?(@.type=="Established")].status}'
+    while time.monotonic() < deadline:
+        got = cp.kubectl("get", name, "-o", f"jsonpath={path}", check=False).stdout.strip()
+        if got == "True":
+            return
+        time.sleep(0.2)
+    raise ComponentFailed(f"{name} was not Established within {timeout:.0f}s")
 
 
 def up(
@@ -282,6 +303,7 @@ def up(
     crds: Path | None = None,
     nodes: kwok.NodePlan | None = None,
     quiet: bool = False,
+    service_cidr: str = SERVICE_CIDR,
 ) -> ControlPlane:
     """Build what is missing, then start a fresh control plane in ``state``."""
     state = state or default_state()
@@ -292,7 +314,7 @@ def up(
     # run would carry its objects (and their finalizers) into this one.
     shutil.rmtree(state / "etcd", ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
-    cp = ControlPlane(state=state, bin=bin_dir)
+    cp = ControlPlane(state=state, bin=bin_dir, service_cidr=service_cidr)
     cp.etcd_port, cp.apiserver_port = processes.free_port(), processes.free_port()
     admin = _make_pki(cp)
     try:
@@ -323,7 +345,9 @@ def up(
 def down(state: Path | None = None) -> list[str]:
     """Stop every process this state directory started, by PID."""
     state = state or default_state()
-    return processes.stop_all(state, STOP_ORDER)
+    from localcluster import node  # late: the node module builds on this one
+
+    return node.node_down(state) + processes.stop_all(state, STOP_ORDER)
 
 
 def status(state: Path | None = None) -> dict[str, bool]:

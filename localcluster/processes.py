@@ -58,7 +58,12 @@ def alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return True
+    # A zombie someone else must reap (after a separate `down`) is dead too.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def stop_pid(pid: int, grace: float = 10.0) -> None:
