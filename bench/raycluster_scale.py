@@ -132,6 +132,20 @@ def _requests_total(op: OperatorProcess) -> float:
     return sum(float(v) for v in pattern.findall(op.metrics()))
 
 
+def _settle(op: OperatorProcess, quiet_window: float = 5.0, limit: float = 300.0) -> float:
+    """Wait until the operator's deferred work (events) is done: a window with
+    no request at all, or ``limit`` seconds. Returns how long that took."""
+    started = time.monotonic()
+    last = _requests_total(op)
+    while time.monotonic() - started < limit:
+        time.sleep(quiet_window)
+        now = _requests_total(op)
+        if now == last:
+            break
+        last = now
+    return time.monotonic() - started
+
+
 def _peak_rss_mib(op: OperatorProcess) -> float:
     assert op.proc is not None
     for line in Path(f"/proc/{op.proc.pid}/status").read_text().splitlines():
@@ -174,6 +188,7 @@ def run(n: int, idle_seconds: float) -> dict[str, Any]:
             time.sleep(2)
         all_ready = time.monotonic() - started
         latencies = [watch.complete[c] - t for c, t in created.items() if c in watch.complete]
+        settle = _settle(op)
         before = _requests_total(op)
         time.sleep(idle_seconds)
         idle_rps = (_requests_total(op) - before) / idle_seconds
@@ -188,6 +203,7 @@ def run(n: int, idle_seconds: float) -> dict[str, Any]:
             "operator_peak_rss_mib": round(_peak_rss_mib(op), 1),
             "idle_api_requests_per_second": round(idle_rps, 3),
             "idle_window_seconds": idle_seconds,
+            "settle_seconds_after_ready": round(settle, 1),
         }
     finally:
         watch.stop()

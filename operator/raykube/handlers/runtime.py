@@ -20,6 +20,9 @@ from raykube.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Concurrent event writers; events may then land slightly out of order.
+EVENT_POSTERS = 4
+
 #: How long a create or delete we issued is assumed in flight before the
 #: watch must have shown it (after that the cache is trusted again).
 EXPECTATION_TTL = 60.0
@@ -105,7 +108,7 @@ class Runtime:
         """
         if self._events is None:
             self._events = asyncio.Queue(maxsize=10_000)
-            self.tasks.append(asyncio.create_task(self._post_events()))
+            self.tasks += [asyncio.create_task(self._post_events()) for _ in range(EVENT_POSTERS)]
         try:
             self._events.put_nowait((obj, event_type, reason, message))
         except asyncio.QueueFull:
