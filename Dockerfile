@@ -113,8 +113,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 COPY --from=operator-build /opt/raykube /opt/raykube
 
-# A numeric non-root user (no entry in /etc/passwd needed): the kubelet can
-# check runAsNonRoot against a number, not against a name.
+# A numeric non-root user: the kubelet can check runAsNonRoot against a
+# number, not a name. The passwd entry is for tools that look the user up
+# (getpass); the operator itself does not need one.
+RUN groupadd --gid 65532 raykube \
+ && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin raykube
 USER 65532:65532
 WORKDIR /tmp
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any, cast
 
 import kopf
 from prometheus_client import start_http_server
@@ -43,6 +44,9 @@ async def _operator(cfg: settings.Settings, stop_flag: asyncio.Event | None) -> 
             clusterwide=not cfg.namespaces,
             namespaces=list(cfg.namespaces),
             standalone=True,
+            # Given, so kopf does not look the uid up in /etc/passwd (an
+            # arbitrary runAsUser has no entry there).
+            identity=cast(Any, leader.identity_of(cfg)),  # kopf's private Identity type
             liveness_endpoint=f"http://{cfg.bind_host}:{cfg.health_port}/healthz",
             memo=kopf.Memo(settings=cfg, **{leader.STOP_FLAG: stop_flag}),
             settings=_kopf_settings(),
