@@ -24,6 +24,11 @@ class Settings:
     #: How the operator reaches Ray dashboards: the head Service's DNS name
     #: (in-cluster) or the API server's service proxy (operator outside).
     dashboard_access: DashboardAccess = "service-dns"
+    #: Honour the raykube.ray.io/dashboard-url and serve-url annotations of a
+    #: RayCluster as the address of its head: for tests, and for debugging an
+    #: operator outside the cluster through port-forwards. Off by default: an
+    #: annotation must not redirect the operator in production.
+    dashboard_url_annotations: bool = False
     metrics_port: int = 8080
     health_port: int = 8081
     bind_host: str = "0.0.0.0"
@@ -72,6 +77,12 @@ def parser() -> argparse.ArgumentParser:
         default=_env("DASHBOARD_ACCESS", d.dashboard_access),
     )
     p.add_argument(
+        "--dashboard-url-annotations",
+        action=argparse.BooleanOptionalAction,
+        default=_env("DASHBOARD_URL_ANNOTATIONS", "false") == "true",
+        help="reach heads at the URLs in RayCluster annotations (tests, debugging)",
+    )
+    p.add_argument(
         "--metrics-port", type=int, default=int(_env("METRICS_PORT", str(d.metrics_port)))
     )
     p.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", str(d.health_port))))
@@ -117,6 +128,7 @@ def from_args(argv: list[str] | None = None) -> Settings:
         namespaces=tuple(namespaces),
         cluster_domain=a.cluster_domain,
         dashboard_access=a.dashboard_access,
+        dashboard_url_annotations=a.dashboard_url_annotations,
         metrics_port=a.metrics_port,
         health_port=a.health_port,
         bind_host=a.bind_host,

@@ -13,7 +13,9 @@ from tests.kubehelpers import OperatorProcess
 @pytest.fixture(scope="session")
 def operator(control_plane: ControlPlane) -> Iterator[OperatorProcess]:
     """One operator for the session; tests that restart it leave it running."""
-    op = OperatorProcess(control_plane, control_plane.state / "logs")
+    # The RayService tests map each RayCluster to a real Ray head they start on
+    # loopback, through the head-address annotations this flag honours.
+    op = OperatorProcess(control_plane, control_plane.state / "logs", "--dashboard-url-annotations")
     op.start()
     try:
         yield op

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from raykube_serve.localhead import LocalRayHead
 
 from raykube.adapters.dashboard import DashboardClient, Head, Retry
+from raykube_serve.localhead import LocalRayHead
 from tests.rayheads import start_head
 
 

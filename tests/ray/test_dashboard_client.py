@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from raykube_serve.localhead import LocalRayHead, free_port
 
 from raykube.adapters.dashboard import DashboardClient, DashboardError, Head, Retry
 from raykube.decisions.rayservice_view import ServeSnapshot, snapshot
+from raykube_serve.localhead import LocalRayHead, free_port
 from tests.rayheads import on_head, start_head, walkthrough_apps
 
 from .conftest import head_of

@@ -100,10 +100,14 @@ def test_roles_follow_the_status_and_adopt_an_unrecorded_goal_cluster() -> None:
     roles = assign_roles("rs-a", "rs-p", [a, p, x], goal_hash(service()))
     assert (roles.active, roles.pending, roles.stale) == (a, p, (x,))
     # Created just before a crash, never written to the status: adopted as pending.
-    roles = assign_roles("rs-a", "", [a, p], goal_hash(service()))
-    assert roles.pending == p
+    roles = assign_roles("rs-a", "", [a, p.with_(created=at(5))], goal_hash(service()))
+    assert roles.pending is not None and roles.pending.name == "rs-p"
+    # An older cluster with the goal hash served before (a replaced unhealthy one):
+    # never adopted.
+    old = cluster("rs-old", created=T0 - timedelta(seconds=5))
+    assert assign_roles("rs-a", "", [cluster("rs-a"), old], goal_hash(service())).pending is None
     # One already scheduled for deletion is never adopted.
-    q = cluster("rs-q", delete_after=at(60))
+    q = cluster("rs-q", delete_after=at(60), created=at(5))
     assert assign_roles("rs-a", "", [a, q], goal_hash(service())).pending is None
     # A terminating cluster has no role at all.
     gone = cluster("rs-a", terminating=True)
@@ -188,8 +192,12 @@ def test_pending_cluster_is_promoted_when_ready(
     )
     plan = decide(obs)
     assert (plan.clusters.state, plan.clusters.switch) == (state, switch)
-    # Never a deletion of the serving cluster here: it goes only after the switch.
+    # Never a deletion of the serving cluster here: it goes only after the switch,
+    # and its deletion time is recorded with the switch.
     assert not plan.clusters.delete
+    assert [(c.name, t) for c, t in plan.clusters.schedule] == (
+        [("rs-a", at(60))] if switch else []
+    )
 
 
 def test_spec_changed_again_mid_upgrade_replaces_the_pending_cluster() -> None:

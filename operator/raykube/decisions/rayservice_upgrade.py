@@ -86,10 +86,15 @@ def assign_roles(
     active = live.get(active_name) if active_name else None
     pending = live.get(pending_name) if pending_name and pending_name != active_name else None
     if pending is None:
+        # Only a cluster newer than the serving one: an older cluster with the
+        # goal hash is one that served before (it is on its way out).
         orphans = [
             c
             for c in live.values()
-            if c is not active and c.config_hash == goal_hash and c.delete_after is None
+            if c is not active
+            and c.config_hash == goal_hash
+            and c.delete_after is None
+            and (active is None or c.created > active.created)
         ]
         pending = max(orphans, key=lambda c: (c.created, c.name)) if orphans else None
     stale = tuple(c for c in live.values() if c is not active and c is not pending)
@@ -153,6 +158,11 @@ def _follow_pending(inp: ClusterInputs, plan: ClusterPlan, pending: ClusterView)
     if inp.ready(pending):
         plan.switch = True
         plan.state = UpgradeState.STEADY
+        if active is not None:
+            # Its deletion time is recorded in the same pass as the switch, so
+            # the old cluster is never mistaken for a cluster still to serve.
+            delay = timedelta(seconds=inp.spec.ray_cluster_deletion_delay_seconds)
+            plan.schedule.append((active, inp.now + delay))
     elif active is None:
         recreating = inp.recreate and inp.active_gone
         plan.state = UpgradeState.RECREATING if recreating else UpgradeState.INITIALIZING

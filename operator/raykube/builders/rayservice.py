@@ -1,0 +1,166 @@
+"""What a RayService owns (pure): its RayClusters and two stable Services.
+
+- A RayCluster ``<rs>-<suffix>`` built from ``rayClusterConfig``, owned by the
+  RayService, carrying the hash it was built from and the worker group sizes
+  last copied (see ``builders.labels`` for the annotations). Its worker pods
+  are labelled ``ray.io/serve=true`` and become ready only when their Serve
+  proxy answers (the RayCluster controller adds that readiness probe); its
+  head pod starts with ``ray.io/serve=false`` and the RayService controller
+  flips the label as the head's proxy comes and goes.
+- ``<rs>-head-svc``: the serving cluster's head, every head port.
+- ``<rs>-serve-svc`` (or ``serveService``'s name): pods of the serving cluster
+  labelled ``ray.io/serve=true``, on the ``serve`` port.
+
+Moving traffic to another cluster is re-applying both Services with its name.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from raykube.builders import labels
+from raykube.builders.pods import container_ports
+from raykube.builders.ray_start import DEFAULT_HEAD_PORTS, SERVE_PORT
+from raykube.models.base import dump
+from raykube.models.rayservice import RayService
+
+
+def owner_reference(rs: RayService) -> dict[str, Any]:
+    return {
+        "apiVersion": rs.api_version,
+        "kind": labels.RAYSERVICE_KIND,
+        "name": rs.metadata.name,
+        "uid": rs.metadata.uid or "",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def group_sizes(rs: RayService) -> dict[str, list[int]]:
+    """Worker group sizes as the RayService states them: [replicas, min, max]."""
+    return {
+        g.group_name: [g.replicas, g.min_replicas, g.max_replicas]
+        for g in rs.spec.ray_cluster_config.worker_group_specs
+    }
+
+
+def _label_template(template: dict[str, Any], value: str) -> None:
+    meta = template.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), labels.SERVE: value}
+
+
+def build_cluster(rs: RayService, name: str, config_hash: str) -> dict[str, Any]:
+    """The RayCluster ``name`` for the RayService's current rayClusterConfig."""
+    spec = copy.deepcopy(dump(rs.spec.ray_cluster_config))
+    _label_template(spec["headGroupSpec"]["template"], "false")
+    for group in spec.get("workerGroupSpecs") or []:
+        _label_template(group["template"], "true")
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {
+            "name": name,
+            "namespace": rs.metadata.namespace,
+            "labels": labels.rayservice_labels(rs.metadata.name),
+            "annotations": {
+                labels.CLUSTER_CONFIG_HASH: config_hash,
+                labels.APPLIED_SCALING: json.dumps(group_sizes(rs), sort_keys=True),
+            },
+            "ownerReferences": [owner_reference(rs)],
+        },
+        "spec": spec,
+    }
+
+
+def service_ports(head_ports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The named ports of a head container, KubeRay's defaults filled in."""
+    ports = container_ports({"ports": list(head_ports)}, DEFAULT_HEAD_PORTS)
+    return [
+        {
+            "name": p["name"],
+            "port": p["containerPort"],
+            "targetPort": p["containerPort"],
+            "protocol": p.get("protocol", "TCP"),
+        }
+        for p in ports
+        if p.get("name")
+    ]
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _service(
+    rs: RayService,
+    name: str,
+    spec: dict[str, Any],
+    extra_meta: Mapping[str, Any],
+    created_by: str,
+) -> dict[str, Any]:
+    meta_labels = {
+        **(extra_meta.get("labels") or {}),
+        **labels.rayservice_labels(rs.metadata.name),
+        labels.CREATED_BY: created_by,
+    }
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": rs.metadata.namespace,
+            "labels": meta_labels,
+            "annotations": dict(extra_meta.get("annotations") or {}),
+            "ownerReferences": [owner_reference(rs)],
+        },
+        "spec": spec,
+    }
+    # Applied only when this changes: a steady service costs no writes.
+    annotations: dict[str, str] = body["metadata"]["annotations"]
+    annotations[labels.SPEC_HASH] = _digest(body)
+    return body
+
+
+def build_head_service(
+    rs: RayService, cluster: str, head_ports: Sequence[Mapping[str, Any]], created_by: str
+) -> dict[str, Any]:
+    head = rs.spec.ray_cluster_config.head_group_spec
+    spec = {
+        "type": str(head.service_type) if head.service_type else "ClusterIP",
+        "selector": labels.head_selector_labels(cluster),
+        "ports": service_ports(head_ports),
+    }
+    meta = {"annotations": rs.spec.ray_cluster_config.head_service_annotations or {}}
+    name = labels.rayservice_head_service_name(rs.metadata.name)
+    return _service(rs, name, spec, meta, created_by)
+
+
+def serve_port(head_ports: Sequence[Mapping[str, Any]]) -> int:
+    named = {p.get("name"): p.get("containerPort") for p in head_ports}
+    port = named.get("serve")
+    return port if isinstance(port, int) else SERVE_PORT
+
+
+def build_serve_service(
+    rs: RayService, cluster: str, head_ports: Sequence[Mapping[str, Any]], created_by: str
+) -> dict[str, Any]:
+    """The serve Service; ``serveService`` may rename it, label it, type it and
+    change its ports, never its selector."""
+    override = rs.spec.serve_service or {}
+    over_meta = override.get("metadata") or {}
+    over_spec = dict(override.get("spec") or {})
+    port = serve_port(head_ports)
+    spec = {
+        "type": "ClusterIP",
+        **over_spec,
+        "ports": over_spec.get("ports")
+        or [{"name": "serve", "port": port, "targetPort": port, "protocol": "TCP"}],
+        "selector": labels.serve_selector_labels(cluster),
+    }
+    name = over_meta.get("name") or labels.rayservice_serve_service_name(rs.metadata.name)
+    return _service(rs, str(name), spec, over_meta, created_by)
