@@ -61,7 +61,10 @@ async def run_load(
     total: int,
     max_seconds: float,
     keep_bodies: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> LoadResult:
+    """``total`` requests from ``concurrency`` workers, for at most ``max_seconds``;
+    ``stop()`` (when given) ends it early, between requests."""
     result = LoadResult(concurrency)
     counter = iter(range(total))
     limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency)
@@ -70,7 +73,7 @@ async def run_load(
 
         async def worker() -> None:
             for seq in counter:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or (stop is not None and stop()):
                     return
                 start = time.perf_counter()
                 try:

@@ -1,0 +1,1 @@
+"""End-to-end flows on the local cluster: the demo, the walkthrough, live load."""
