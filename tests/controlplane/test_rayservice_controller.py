@@ -394,3 +394,52 @@ def test_bad_configs_never_reach_or_break_the_running_applications(
             interval=1,
         )
         wait_for(lambda: order(heads, first) == "6", timeout=SERVE_TIMEOUT, interval=2)
+
+
+def test_unhealthy_application_past_its_threshold_replaces_the_cluster(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> None:
+    cp, ns, name = control_plane, namespace, "rs-sick"
+    marker = tmp_path / "unhealthy"
+    doc = rayservice(name, serviceUnhealthySecondThreshold=10, rayClusterDeletionDelaySeconds=5)
+    config = yaml.safe_load(doc["spec"]["serveConfigV2"])
+    config["applications"].append(
+        {
+            "name": "flaky",
+            "import_path": "broken_apps:flaky",
+            "route_prefix": "/flaky",
+            "deployments": [{"name": "Flaky", "user_config": {"marker": str(marker)}}],
+        }
+    )
+    doc["spec"]["serveConfigV2"] = yaml.safe_dump(config, sort_keys=False)
+    with mapped_heads(cp, ns, name) as heads:
+        first, _ = _start_and_serve(cp, ns, doc, heads)
+        marker.touch()  # Flaky's health check fails from now on, on every replica
+        st = wait_for(
+            lambda: (
+                (s := status(cp, ns, name))
+                and conds(s).get("ServingClusterHealthy") == ("False", "ServeApplicationUnhealthy")
+                and s
+            ),
+            timeout=180,
+            interval=1,
+        )
+        assert "serviceUnhealthySecondThreshold (10s)" in cond_message(st, "ServingClusterHealthy")
+        apps = st["activeServiceStatus"]["applicationStatuses"]
+        assert apps["flaky"]["status"] == "UNHEALTHY" and apps["fruit_app"]["status"] == "RUNNING"
+        wait_for(lambda: status(cp, ns, name)["pendingServiceStatus"].get("rayClusterName"), 60)
+        marker.unlink()  # whatever broke is fixed: the replacement can serve
+        st = wait_for(
+            lambda: (
+                (s := serving(cp, ns, name))
+                and s["activeServiceStatus"]["rayClusterName"] != first
+                and s
+            ),
+            timeout=SERVE_TIMEOUT,
+            interval=2,
+        )
+        second = st["activeServiceStatus"]["rayClusterName"]
+        wait_for(lambda: cluster_names(cp, ns, name) == [second], timeout=60)
+        assert order(heads, second) == "6"
+    created = [m for _, r, m in events(cp, ns) if r == "CreatedRayCluster"]
+    assert any("ServeApplicationUnhealthy" in m or "application" in m for m in created), created
