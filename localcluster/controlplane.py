@@ -313,6 +313,10 @@ def up(
     # Every `up` starts from an empty etcd: a cluster left from an earlier
     # run would carry its objects (and their finalizers) into this one.
     shutil.rmtree(state / "etcd", ignore_errors=True)
+    # And from new certificates: the apiserver's names the first address of the
+    # Service range, which depends on the node slot this run got (a reused
+    # certificate made in-cluster clients fail: "not valid for '10.96.0.1'").
+    shutil.rmtree(state / "pki", ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
     cp = ControlPlane(state=state, bin=bin_dir, service_cidr=service_cidr)
     cp.etcd_port, cp.apiserver_port = processes.free_port(), processes.free_port()
