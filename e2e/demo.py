@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from e2e import sample, stack
-from e2e.kube import Kubectl, is_ready, post, serve_url, summary
+from e2e.kube import Kubectl, is_ready, post, serve_url, summary, wait_routed
 from localcluster import controlplane
 from localcluster.node import LocalCluster
 from localcluster.progress import Progress
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     timings.done("RayService Ready")
     url = serve_url(k, name)
+    wait_routed(url, *REQUESTS[0][:2])
     ok = _requests(url, name)
     timings.done("two requests answered")
     _next_steps(k, name, url, manifest)

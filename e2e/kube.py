@@ -122,6 +122,24 @@ def post(url: str, path: str, body: Any, timeout: float = 10) -> httpx.Response:
     return httpx.post(f"{url}{path}", json=body, timeout=timeout)
 
 
+def wait_routed(url: str, path: str, body: Any, timeout: float = 120) -> Any:
+    """The first 200 answer through a Service, once kube-proxy routes it.
+
+    A Service whose endpoints are ready may not be in the node's iptables yet
+    (kube-proxy syncs a moment later); until then a connection to its ClusterIP
+    fails (here after ~3 s, "No route to host"). Clients of any cluster see
+    this window; whoever starts right after Ready must wait it out."""
+
+    def routed() -> Any:
+        try:
+            response = post(url, path, body, timeout=5)
+        except httpx.HTTPError:
+            return None
+        return response if response.status_code == 200 else None
+
+    return eventually(routed, timeout, f"{url}{path} to answer", every=0.5).json()
+
+
 def answers(url: str, path: str, body: Any, want: Any) -> bool:
     """True once ``POST path body`` answers 200 with ``want`` (for ``eventually``)."""
     try:

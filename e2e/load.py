@@ -135,7 +135,7 @@ class BackgroundLoad:
             try:
                 response = await client.post(self.path, json=self.body, headers=headers)
             except httpx.HTTPError as exc:
-                self._fail(f"{type(exc).__name__}: {exc}")
+                self._fail(f"{type(exc).__name__}: {exc}{_cause(exc)}")
                 raise
             if response.status_code != 200:
                 self._fail(f"HTTP {response.status_code}: {response.text[:200]}")
@@ -154,3 +154,13 @@ class BackgroundLoad:
 
     def _fail(self, what: str) -> None:
         self.failures.append(Failure(time.monotonic() - self._started, what))
+
+
+def _cause(exc: BaseException) -> str:
+    """The OS-level reason under an httpx error ("All connection attempts failed")."""
+    seen: list[str] = []
+    inner = exc.__cause__ or exc.__context__
+    while inner is not None and len(seen) < 4:
+        seen.append(f"{type(inner).__name__}: {inner}")
+        inner = inner.__cause__ or inner.__context__
+    return f" ({'; '.join(seen)})" if seen else ""

@@ -7,10 +7,14 @@ into the node, and ``helm install`` of ``charts/raykube``.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from localcluster import images, node, versions
 from localcluster.node import LocalCluster
@@ -88,3 +92,23 @@ def uninstall_operator(cluster: LocalCluster, namespace: str = OPERATOR_NAMESPAC
         capture_output=True,
         timeout=120,
     )
+
+
+def kill_container(cluster: LocalCluster, pod: dict[str, Any]) -> list[int]:
+    """SIGKILL every process of the pod's first container, from the host: a crash,
+    not a deletion (the kubelet restarts the container in the same pod).
+
+    The processes are found in the container's cgroup under the node's own
+    subtree, so nothing outside this cluster's node can be hit."""
+    status = pod["status"]["containerStatuses"][0]
+    container_id = status["containerID"].split("://", 1)[1]
+    root = cluster.node.cgroup_root.lstrip("/")
+    pids: set[int] = set()
+    for base in Path("/sys/fs/cgroup").glob(f"*/{root}"):
+        for procs in base.rglob(f"{container_id}/cgroup.procs"):
+            with contextlib.suppress(OSError):
+                pids.update(int(p) for p in procs.read_text().split())
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return sorted(pids)

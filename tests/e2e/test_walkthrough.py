@@ -25,90 +25,43 @@ import copy
 import json
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 
 from e2e import sample
-from e2e.kube import (
-    Kubectl,
-    answers,
-    app_statuses,
-    clusters_of,
-    eventually,
-    is_ready,
-    live,
-    post,
-    serve_url,
-)
-from e2e.load import BackgroundLoad, LoadReport
+from e2e.kube import Kubectl, answers, app_statuses, eventually, is_ready, live, post
+from e2e.load import LoadReport
 
 from .conftest import Stack
+from .rayservice import (
+    CALC,
+    FRUIT,
+    NAME,
+    Service,
+    Timeline,
+    assert_no_failures,
+    assert_same_cluster,
+    finish,
+    localized,
+    only_cluster,
+    pods,
+    watch_until,
+    with_env,
+)
 
 pytestmark = pytest.mark.e2e
 
-NAME = "rayservice-sample"
-FRUIT: tuple[str, Any] = ("/fruit/", ["MANGO", 2])
-CALC: tuple[str, Any] = ("/calc/", ["MUL", 3])
-READY_TIMEOUT = 600.0
 DELETION_DELAY = 30
 UPGRADE_MIN_REQUESTS = 2000
 NEW_ENV = {"name": "E2E_UPGRADE", "value": "blue-green"}
 
 
-@dataclass
-class Walkthrough:
-    k: Kubectl
-    runtime_image: str
-    doc: dict[str, Any]
-    cluster: dict[str, str] = field(default_factory=dict)  # name, uid of the serving cluster
-
-    def apply(self, doc: dict[str, Any]) -> None:
-        self.doc = doc
-        self.k.apply(doc)
-
-    @property
-    def url(self) -> str:
-        return serve_url(self.k, NAME)
-
-    def load(self, name: str, accept: tuple[Any, ...], **kw: Any) -> BackgroundLoad:
-        return BackgroundLoad(name, self.url, *FRUIT, accept=accept, **kw).start()
-
-
 @pytest.fixture(scope="module")
-def walk(e2e_stack: Stack, e2e_namespace: str) -> Walkthrough:
+def walk(e2e_stack: Stack, e2e_namespace: str) -> Service:
     image = e2e_stack.images.runtime.ref
-    doc = sample.localize(sample.load_sample(), image).doc
-    return Walkthrough(e2e_stack.kubectl(e2e_namespace), image, doc)
-
-
-def only_cluster(walk: Walkthrough) -> dict[str, Any]:
-    clusters = clusters_of(walk.k, NAME)
-    assert len(clusters) == 1, [c["metadata"]["name"] for c in clusters]
-    return clusters[0]
-
-
-def assert_same_cluster(walk: Walkthrough) -> None:
-    meta = only_cluster(walk)["metadata"]
-    assert {"name": meta["name"], "uid": meta["uid"]} == walk.cluster
-
-
-def pods(k: Kubectl, cluster: str, node_type: str) -> list[dict[str, Any]]:
-    return live(k.items("pods", f"ray.io/cluster={cluster},ray.io/node-type={node_type}"))
-
-
-def finish(load: BackgroundLoad, reports: list[LoadReport]) -> LoadReport:
-    report = load.stop()
-    reports.append(report)
-    print(report.line())
-    return report
-
-
-def assert_no_failures(report: LoadReport, at_least: int = 1) -> None:
-    assert report.requests >= at_least, report.line()
-    assert not report.failures, report.line() + "\n" + report.failure_text()
+    return Service(e2e_stack.kubectl(e2e_namespace), image, localized(image))
 
 
 # --- steps 3-6 ------------------------------------------------------------------------
@@ -117,15 +70,13 @@ def assert_no_failures(report: LoadReport, at_least: int = 1) -> None:
 # The first test also pays for the tier's set-up: image builds (cold in CI),
 # the cluster, helm install.
 @pytest.mark.timeout(1800)
-def test_step_3_4_apply_builds_a_cluster_and_the_services_kuberay_names(walk: Walkthrough) -> None:
+def test_step_3_4_apply_builds_a_cluster_and_the_services_kuberay_names(walk: Service) -> None:
     assert walk.doc["apiVersion"] == "ray.io/v1alpha1"
     walk.apply(walk.doc)
-    eventually(lambda: is_ready(walk.k.get("rayservice", NAME)), READY_TIMEOUT, "Ready")
-    cluster = only_cluster(walk)
-    meta = cluster["metadata"]
+    walk.wait_ready()
+    meta = walk.remember_cluster()
     assert re.fullmatch(rf"{NAME}-[a-z0-9]{{5}}", meta["name"]), meta["name"]
     assert [(o["kind"], o["name"]) for o in meta["ownerReferences"]] == [("RayService", NAME)]
-    walk.cluster = {"name": meta["name"], "uid": meta["uid"]}
     (head,) = pods(walk.k, meta["name"], "head")
     (worker,) = pods(walk.k, meta["name"], "worker")
     assert head["metadata"]["name"].startswith(f"{meta['name']}-head-")
@@ -148,7 +99,7 @@ def assert_services(k: Kubectl, cluster: str) -> None:
     assert {6379, 8265, 10001, 8000} <= ports
 
 
-def test_step_5_describe_shows_the_applications_running(walk: Walkthrough) -> None:
+def test_step_5_describe_shows_the_applications_running(walk: Service) -> None:
     rs = walk.k.get("rayservice", NAME)
     assert app_statuses(rs) == {"fruit_app": "RUNNING", "math_app": "RUNNING"}
     config = sample.serve_config(walk.doc)
@@ -162,7 +113,7 @@ def test_step_5_describe_shows_the_applications_running(walk: Walkthrough) -> No
         assert text in described, f"{text!r} not in kubectl describe:\n{described}"
 
 
-def test_step_6_requests_through_the_serve_service(walk: Walkthrough) -> None:
+def test_step_6_requests_through_the_serve_service(walk: Service) -> None:
     fruit, calc = post(walk.url, *FRUIT), post(walk.url, *CALC)
     assert (fruit.status_code, fruit.text) == (200, "6")
     assert (calc.status_code, calc.text) == (200, '"15 pizzas please!"')
@@ -171,7 +122,7 @@ def test_step_6_requests_through_the_serve_service(walk: Walkthrough) -> None:
     assert from_a_pod(walk, *CALC) == '"15 pizzas please!"'
 
 
-def from_a_pod(walk: Walkthrough, path: str, body: Any) -> str:
+def from_a_pod(walk: Service, path: str, body: Any) -> str:
     code = (
         "import sys, urllib.request as u\n"
         f"r = u.Request('http://{NAME}-serve-svc:8000{path}', data=sys.argv[1].encode(),"
@@ -191,7 +142,7 @@ def from_a_pod(walk: Walkthrough, path: str, body: Any) -> str:
 
 
 def test_step_7_price_change_applies_in_place_under_load(
-    walk: Walkthrough, load_reports: list[LoadReport]
+    walk: Service, load_reports: list[LoadReport]
 ) -> None:
     pod_uids = {p["metadata"]["uid"] for p in live(walk.k.items("pods", "ray.io/is-ray-node=yes"))}
     config = sample.serve_config(walk.doc)
@@ -235,14 +186,14 @@ def ray_alive_nodes(k: Kubectl) -> int:
     return sum(n.get("state") == "ALIVE" for n in nodes)
 
 
-def workers_are(walk: Walkthrough, count: int) -> bool:
+def workers_are(walk: Service, count: int) -> bool:
     cluster = walk.cluster["name"]
     spec = only_cluster(walk)["spec"]["workerGroupSpecs"][0]
     return spec["replicas"] == count and len(pods(walk.k, cluster, "worker")) == count
 
 
 def test_step_8_1_worker_replicas_change_applies_in_place_under_load(
-    walk: Walkthrough, load_reports: list[LoadReport]
+    walk: Service, load_reports: list[LoadReport]
 ) -> None:
     load = walk.load("(c) worker scale-up 1->2 and down 2->1", accept=(8,))
     try:
@@ -263,61 +214,23 @@ def test_step_8_1_worker_replicas_change_applies_in_place_under_load(
 # --- steps 8.4-8.7: zero-downtime upgrade (scenario b) ----------------------------------
 
 
-@dataclass
-class Timeline:
-    """What the upgrade looked like from outside, in seconds after the apply."""
-
-    old: str
-    started: float = field(default_factory=time.monotonic)
-    pending: str = ""
-    pending_at: float | None = None
-    switched_at: float | None = None
-    old_gone_at: float | None = None
-
-    def watch(self, k: Kubectl) -> None:
-        now = time.monotonic() - self.started
-        rs = k.get("rayservice", NAME) or {}
-        pending = ((rs.get("status") or {}).get("pendingServiceStatus") or {}).get("rayClusterName")
-        if pending and not self.pending:
-            self.pending, self.pending_at = pending, now
-        serve = k.get("service", f"{NAME}-serve-svc") or {}
-        target = serve.get("spec", {}).get("selector", {}).get("ray.io/cluster")
-        if self.switched_at is None and target not in (None, self.old):
-            self.switched_at = now
-        names = {c["metadata"]["name"] for c in clusters_of(k, NAME)}
-        if self.old_gone_at is None and self.old not in names:
-            self.old_gone_at = now
-
-
-def with_new_env(doc: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(doc)
-    for _, container in sample.containers(out):
-        container.setdefault("env", []).append(dict(NEW_ENV))
+def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
+    out = with_env(doc, NEW_ENV["name"], NEW_ENV["value"])
     out["spec"]["rayClusterDeletionDelaySeconds"] = DELETION_DELAY
     return out
 
 
-def upgrade_under_load(walk: Walkthrough, load: BackgroundLoad) -> Timeline:
-    timeline = Timeline(old=walk.cluster["name"])
-    walk.apply(with_new_env(walk.doc))
-    timeline.started = time.monotonic()
-    deadline = timeline.started + 600
-    while time.monotonic() < deadline:
-        timeline.watch(walk.k)
-        if timeline.old_gone_at is not None and load.sent >= UPGRADE_MIN_REQUESTS:
-            return timeline
-        time.sleep(1)
-    raise AssertionError(f"upgrade did not finish in 600s: {timeline}")
-
-
 @pytest.mark.timeout(900)
 def test_step_8_4_cluster_config_change_upgrades_with_zero_downtime(
-    walk: Walkthrough, load_reports: list[LoadReport], figures: dict[str, str]
+    walk: Service, load_reports: list[LoadReport], figures: dict[str, str]
 ) -> None:
     load = walk.load("(b) blue-green upgrade", accept=(8,))
     try:
         eventually(lambda: load.sent >= 50, 60, "load to start")
-        timeline = upgrade_under_load(walk, load)
+        timeline = Timeline(old=walk.cluster["name"])
+        walk.apply(upgrade(walk.doc))
+        timeline.started = time.monotonic()
+        watch_until(walk, timeline, lambda t: t.done and load.sent >= UPGRADE_MIN_REQUESTS)
     finally:
         report = finish(load, load_reports)
     assert_no_failures(report, at_least=UPGRADE_MIN_REQUESTS)
@@ -325,17 +238,14 @@ def test_step_8_4_cluster_config_change_upgrades_with_zero_downtime(
     assert timeline.pending == new["name"] != timeline.old
     assert timeline.pending_at is not None and timeline.switched_at is not None
     assert timeline.old_gone_at is not None
-    figures["upgrade: pending cluster seen / switch / old cluster deleted"] = (
-        f"{timeline.pending_at:.0f} s / {timeline.switched_at:.0f} s / "
-        f"{timeline.old_gone_at:.0f} s after kubectl apply"
-    )
+    figures["(b) blue-green upgrade"] = timeline.text()
     assert timeline.pending_at <= timeline.switched_at
     # 2 s of slack for the 1 s polling on either side.
     assert timeline.old_gone_at - timeline.switched_at >= DELETION_DELAY - 2, timeline
     assert_services(walk.k, new["name"])
     for pod in live(walk.k.items("pods", f"ray.io/cluster={new['name']}")):
         assert NEW_ENV in pod["spec"]["containers"][0].get("env", []), pod["metadata"]["name"]
-    rs = walk.k.get("rayservice", NAME) or {}
+    rs = walk.get()
     assert rs["status"]["activeServiceStatus"]["rayClusterName"] == new["name"]
     assert not (rs["status"].get("pendingServiceStatus") or {}).get("rayClusterName")
     assert is_ready(rs) and answers(walk.url, *FRUIT, 8)
@@ -345,7 +255,7 @@ def test_step_8_4_cluster_config_change_upgrades_with_zero_downtime(
 # --- step 9 ---------------------------------------------------------------------------
 
 
-def test_step_9_deleting_the_rayservice_removes_what_it_owns(walk: Walkthrough) -> None:
+def test_step_9_deleting_the_rayservice_removes_what_it_owns(walk: Service) -> None:
     walk.k.run("delete", "rayservice", NAME, "--wait=false")
 
     def gone() -> bool:
