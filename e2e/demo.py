@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     timings.done("RayService Ready")
     url = serve_url(k, name)
-    wait_routed(url, *REQUESTS[0][:2])
+    wait_routed(url, *REQUESTS[0][:2], programmed=stack.routes(cluster, url))
     ok = _requests(url, name)
     timings.done("two requests answered")
     _next_steps(k, name, url, manifest)

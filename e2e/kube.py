@@ -122,13 +122,21 @@ def post(url: str, path: str, body: Any, timeout: float = 10) -> httpx.Response:
     return httpx.post(f"{url}{path}", json=body, timeout=timeout)
 
 
-def wait_routed(url: str, path: str, body: Any, timeout: float = 120) -> Any:
+def wait_routed(
+    url: str,
+    path: str,
+    body: Any,
+    programmed: Callable[[], bool] | None = None,
+    timeout: float = 120,
+) -> Any:
     """The first 200 answer through a Service, once kube-proxy routes it.
 
     A Service whose endpoints are ready may not be in the node's iptables yet
     (kube-proxy syncs a moment later); until then a connection to its ClusterIP
-    fails (here after ~3 s, "No route to host"). Clients of any cluster see
-    this window; whoever starts right after Ready must wait it out."""
+    fails. ``programmed()`` (e.g. ``stack.service_programmed``) is awaited
+    before the first request, so no packet ever reaches the node untranslated."""
+    if programmed is not None:
+        eventually(programmed, timeout, f"kube-proxy rules for {url}", every=0.5)
 
     def routed() -> Any:
         try:

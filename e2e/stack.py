@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,12 +95,9 @@ def uninstall_operator(cluster: LocalCluster, namespace: str = OPERATOR_NAMESPAC
     )
 
 
-def kill_container(cluster: LocalCluster, pod: dict[str, Any]) -> list[int]:
-    """SIGKILL every process of the pod's first container, from the host: a crash,
-    not a deletion (the kubelet restarts the container in the same pod).
-
-    The processes are found in the container's cgroup under the node's own
-    subtree, so nothing outside this cluster's node can be hit."""
+def container_pids(cluster: LocalCluster, pod: dict[str, Any]) -> set[int]:
+    """Processes of the pod's first container, found in its cgroup under the
+    node's own subtree (so nothing outside this cluster's node is ever hit)."""
     status = pod["status"]["containerStatuses"][0]
     container_id = status["containerID"].split("://", 1)[1]
     root = cluster.node.cgroup_root.lstrip("/")
@@ -108,7 +106,51 @@ def kill_container(cluster: LocalCluster, pod: dict[str, Any]) -> list[int]:
         for procs in base.rglob(f"{container_id}/cgroup.procs"):
             with contextlib.suppress(OSError):
                 pids.update(int(p) for p in procs.read_text().split())
+    return pids
+
+
+def _cmdline(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return ""
+
+
+def kill_container(
+    cluster: LocalCluster, pod: dict[str, Any], command_contains: str = ""
+) -> list[int]:
+    """SIGKILL the processes of the pod's first container (only those whose
+    command line contains ``command_contains``, when given), from the host: a
+    crash, not a deletion; the kubelet restarts the container in the same pod."""
+    pids = sorted(pid for pid in container_pids(cluster, pod) if command_contains in _cmdline(pid))
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    return sorted(pids)
+    return pids
+
+
+def service_programmed(cluster: LocalCluster, cluster_ip: str, port: int) -> bool:
+    """Whether kube-proxy has written the node's DNAT rule for ``cluster_ip:port``.
+
+    Send nothing to a new Service before this: a SYN that reaches the node
+    before the rule is forwarded un-translated to the Service range's dead end,
+    and its conntrack entry (no NAT, kept 120 s while unanswered) then captures
+    any later connection that happens to reuse the same client port, which
+    fails after ~3 s with "No route to host" (seen as one failure in several
+    thousand requests, up to two minutes after a Service was created)."""
+    proc = subprocess.run(
+        ["nsenter", f"--net={cluster.node.net.path}", "iptables-save", "-t", "nat"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    wanted = f"-d {cluster_ip}/32 -p tcp"
+    return any(
+        wanted in line and f"--dport {port} -j KUBE-SVC-" in line
+        for line in proc.stdout.splitlines()
+    )
+
+
+def routes(cluster: LocalCluster, url: str) -> Callable[[], bool]:
+    """``service_programmed`` for a ``http://<ClusterIP>:<port>`` URL."""
+    host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    return lambda: service_programmed(cluster, host, int(port))

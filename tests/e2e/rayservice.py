@@ -7,9 +7,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from e2e import sample
+from e2e import sample, stack
 from e2e.kube import Kubectl, clusters_of, eventually, is_ready, live, serve_url, wait_routed
 from e2e.load import BackgroundLoad, LoadReport
+from localcluster.node import LocalCluster
 
 NAME = "rayservice-sample"
 FRUIT: tuple[str, Any] = ("/fruit/", ["MANGO", 2])
@@ -25,6 +26,7 @@ class Service:
     k: Kubectl
     runtime_image: str
     doc: dict[str, Any]
+    local: LocalCluster
     cluster: dict[str, str] = field(default_factory=dict)  # name, uid of the serving cluster
 
     def apply(self, doc: dict[str, Any]) -> None:
@@ -44,7 +46,8 @@ class Service:
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Ready, and the serve Service routed by the node (see ``wait_routed``)."""
         eventually(lambda: is_ready(self.get()), timeout, f"RayService {NAME} to be Ready")
-        wait_routed(self.url, *FRUIT)
+        url = self.url
+        wait_routed(url, *FRUIT, programmed=stack.routes(self.local, url))
 
     def remember_cluster(self) -> dict[str, Any]:
         meta: dict[str, Any] = only_cluster(self)["metadata"]

@@ -61,7 +61,8 @@ NEW_ENV = {"name": "E2E_UPGRADE", "value": "blue-green"}
 @pytest.fixture(scope="module")
 def walk(e2e_stack: Stack, e2e_namespace: str) -> Service:
     image = e2e_stack.images.runtime.ref
-    return Service(e2e_stack.kubectl(e2e_namespace), image, localized(image))
+    k = e2e_stack.kubectl(e2e_namespace)
+    return Service(k, image, localized(image), e2e_stack.cluster)
 
 
 # --- steps 3-6 ------------------------------------------------------------------------
