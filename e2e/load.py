@@ -46,9 +46,21 @@ class LoadReport:
     def line(self) -> str:
         return (
             f"{self.name}: {self.requests} requests in {self.elapsed_s:.1f}s "
-            f"({self.rate:.0f}/s), {len(self.failures)} failed, p50 {self.p50_ms:.1f} ms, "
-            f"p99 {self.p99_ms:.1f} ms, max {self.max_ms:.0f} ms"
+            f"({self.rate:.0f}/s), {len(self.failures)} failed{self._kinds()}, "
+            f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, max {self.max_ms:.0f} ms"
         )
+
+    def _kinds(self) -> str:
+        kinds = self.failure_kinds()
+        return f" ({', '.join(f'{k} x{n}' for k, n in kinds.items())})" if kinds else ""
+
+    def failure_kinds(self) -> dict[str, int]:
+        """Failures by kind: "HTTP 503", "ConnectError", ... with counts."""
+        kinds: dict[str, int] = {}
+        for failure in self.failures:
+            kind = failure.what.split(":", 1)[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        return kinds
 
     def failure_text(self, limit: int = 10) -> str:
         shown = [f"  +{f.at_s:.2f}s {f.what}" for f in self.failures[:limit]]
