@@ -148,10 +148,13 @@ def cgroup_pids(root: str) -> set[int]:
     """Every process in the node's subtree (the pids hierarchy sees them all)."""
     found: set[int] = set()
     for hierarchy in _hierarchies():
-        base = hierarchy / root.lstrip("/")
-        for procs in base.rglob("cgroup.procs") if base.is_dir() else []:
-            with contextlib.suppress(OSError):
-                found.update(int(p) for p in procs.read_text().split())
+        # os.walk skips directories that vanish under it (the kubelet removes
+        # pods' cgroups while we look); Path.rglob raised FileNotFoundError.
+        for directory, _, files in os.walk(hierarchy / root.lstrip("/")):
+            if "cgroup.procs" in files:
+                with contextlib.suppress(OSError):
+                    text = (Path(directory) / "cgroup.procs").read_text()
+                    found.update(int(p) for p in text.split())
     return found
 
 
