@@ -149,7 +149,9 @@ def _wait_ready(k: Kubectl, name: str, progress: Progress, timeout: float) -> bo
             progress.step(line)
             last, last_print = line, time.monotonic()
         if is_ready(k.get("rayservice", name)):
-            progress.step(summary(k, name))
+            final = summary(k, name)
+            if final != last:
+                progress.step(final)
             return True
         time.sleep(2)
     say(f"\nThe RayService was not Ready within {timeout:.0f}s.")

@@ -145,7 +145,11 @@ def wait_routed(
             return None
         return response if response.status_code == 200 else None
 
-    return eventually(routed, timeout, f"{url}{path} to answer", every=0.5).json()
+    response = eventually(routed, timeout, f"{url}{path} to answer", every=0.5)
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
 
 
 def answers(url: str, path: str, body: Any, want: Any) -> bool:

@@ -151,7 +151,7 @@ class BackgroundLoad:
                 raise
             if response.status_code != 200:
                 self._fail(f"HTTP {response.status_code}: {response.text[:200]}")
-            elif response.json() not in self.accept:
+            elif _answer(response) not in self.accept:
                 self._fail(f"answered {response.text[:200]}, not one of {self.accept!r}")
             else:
                 self._saw(response.text)
@@ -176,3 +176,11 @@ def _cause(exc: BaseException) -> str:
         seen.append(f"{type(inner).__name__}: {inner}")
         inner = inner.__cause__ or inner.__context__
     return f" ({'; '.join(seen)})" if seen else ""
+
+
+def _answer(response: httpx.Response) -> Any:
+    """The body as JSON, or as text when it is not JSON (a plain-text app)."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
