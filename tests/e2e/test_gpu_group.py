@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e import stack
+from e2e import sample, stack
 from e2e.kube import Kubectl, eventually, is_ready, live, post, wait_routed
 from localcluster import kwok
 from localcluster.node_config import REAL_NODE_SELECTOR
@@ -36,10 +36,7 @@ MANIFEST = stack.REPO / "e2e" / "manifests" / "rayservice-embeddings-gpu.yaml"
 NAME = "embeddings-gpu"
 GPU = kwok.GPU_RESOURCE
 KWOK_TOLERATION = {"key": kwok.MANAGED_ANNOTATION, "operator": "Exists", "effect": "NoSchedule"}
-HEAD_RESOURCES = {
-    "requests": {"cpu": "250m", "memory": "1Gi"},
-    "limits": {"cpu": "1", "memory": "2Gi"},
-}
+#: The walkthrough's worker sizing with room for the model's weights.
 CPU_WORKER_RESOURCES = {
     "requests": {"cpu": "250m", "memory": "1Gi"},
     "limits": {"cpu": "1", "memory": "3Gi"},
@@ -52,7 +49,7 @@ def gpu_service(image: str) -> dict[str, Any]:
     head = cluster["headGroupSpec"]["template"]["spec"]
     head["nodeSelector"] = dict(REAL_NODE_SELECTOR)
     head["containers"][0].update(image=image, imagePullPolicy="Never")
-    head["containers"][0]["resources"] = copy.deepcopy(HEAD_RESOURCES)
+    head["containers"][0]["resources"] = copy.deepcopy(sample.HEAD_RESOURCES)
     for group in cluster["workerGroupSpecs"]:
         pod = group["template"]["spec"]
         pod["tolerations"] = [*pod.get("tolerations", []), dict(KWOK_TOLERATION)]
