@@ -263,6 +263,48 @@ def test_recreate_replaces_the_cluster_with_announced_downtime(
         assert order(heads, second) == "6"
 
 
+def services_of(cp: ControlPlane, ns: str, rs: str) -> list[str]:
+    names = [f"{rs}-head-svc", f"{rs}-serve-svc"]
+    found = get_json(cp, "services", "-n", ns)["items"]
+    return sorted(s["metadata"]["name"] for s in found if s["metadata"]["name"] in names)
+
+
+def test_suspend_deletes_clusters_and_services_and_resume_serves_again(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cp, ns, name = control_plane, namespace, "rs-suspend"
+    doc = rayservice(name)
+    with mapped_heads(cp, ns, name) as heads:
+        first, _ = _start_and_serve(cp, ns, doc, heads)
+        assert services_of(cp, ns, name) == [f"{name}-head-svc", f"{name}-serve-svc"]
+        doc["spec"]["suspend"] = True
+        apply(cp, ns, doc)
+
+        def suspended() -> dict[str, Any] | None:
+            st = status(cp, ns, name)
+            done = not cluster_names(cp, ns, name) and not services_of(cp, ns, name)
+            return st if done and conds(st).get("Ready") == ("False", "Suspended") else None
+
+        st = wait_for(suspended, timeout=60)
+        assert "spec.suspend is true" in cond_message(st, "Ready")
+        assert not st.get("activeServiceStatus", {}).get("rayClusterName")
+        deleted = [m for _, r, m in events(cp, ns) if r == "DeletedRayCluster"]
+        assert any(first in m and "spec.suspend" in m for m in deleted), deleted
+        assert "DeletedService" in reasons(cp, ns)
+        time.sleep(5)  # nothing comes back while suspended
+        assert not cluster_names(cp, ns, name) and not services_of(cp, ns, name)
+
+        doc["spec"]["suspend"] = False
+        apply(cp, ns, doc)
+        second, st = _start_and_serve(cp, ns, doc, heads)
+        assert second != first and cluster_names(cp, ns, name) == [second]
+        assert selector(cp, ns, f"{name}-serve-svc")["ray.io/cluster"] == second
+        assert order(heads, second) == "6"
+        generation = get_json(cp, "rayservice", name, "-n", ns)["metadata"]["generation"]
+        ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+        assert ready["observedGeneration"] == generation
+
+
 def test_upgrade_not_ready_by_its_deadline_stops_and_keeps_traffic(
     control_plane: ControlPlane, operator: OperatorProcess, namespace: str
 ) -> None:
@@ -290,6 +332,40 @@ def test_upgrade_not_ready_by_its_deadline_stops_and_keeps_traffic(
         assert cluster_names(cp, ns, name) == sorted([first, pending])
         assert conds(status(cp, ns, name))["Ready"] == ("True", "NonZeroServeEndpoints")
         assert order(heads, first) == "6"
+
+
+def test_first_cluster_not_serving_within_the_initializing_timeout_is_given_up(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    cp, ns, name = control_plane, namespace, "rs-init-timeout"
+    doc = rayservice(name, rayClusterDeletionDelaySeconds=5)
+    doc["metadata"]["annotations"] = {"ray.io/initializing-timeout": "15s"}
+    apply(cp, ns, doc)  # no Ray head behind it: the cluster never serves
+    first = wait_for(lambda: cluster_names(cp, ns, name), timeout=30)[0]
+    st = wait_for(
+        lambda: (
+            (s := status(cp, ns, name))
+            and conds(s).get("Ready") == ("False", "InitializingTimeout")
+            and s
+        ),
+        timeout=90,
+        interval=1,
+    )
+    assert "ray.io/initializing-timeout='15s'" in cond_message(st, "Ready")
+    assert not st.get("pendingServiceStatus", {}).get("rayClusterName")
+    seen = events(cp, ns)
+    assert ("Warning", "InitializingTimeout") in [(k, r) for k, r, _ in seen]
+    scheduled = [m for _, r, m in seen if r == "ScheduledRayClusterDeletion"]
+    assert any(first in m and "initializing-timeout" in m for m in scheduled), scheduled
+    wait_for(lambda: not cluster_names(cp, ns, name), timeout=60)
+    time.sleep(8)  # given up: nothing is built again for the same spec
+    assert not cluster_names(cp, ns, name)
+    assert conds(status(cp, ns, name))["Ready"] == ("False", "InitializingTimeout")
+    doc["spec"]["rayClusterConfig"]["rayVersion"] = "2.100.0"
+    apply(cp, ns, doc)
+    second = wait_for(lambda: cluster_names(cp, ns, name), timeout=30)[0]
+    assert second != first
+    wait_for(lambda: conds(status(cp, ns, name)).get("Ready") == ("False", "Initializing"), 30)
 
 
 def test_unreachable_dashboard_past_its_threshold_replaces_the_cluster(

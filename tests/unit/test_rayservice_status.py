@@ -218,3 +218,48 @@ def test_warnings_are_emitted_on_transitions_only() -> None:
     )
     assert [r for r, _ in new_warnings(ok, bad)] == ["ServeDeployFailed"]
     assert new_warnings(bad, bad) == []
+
+
+def test_suspended_is_not_ready_and_says_why() -> None:
+    suspended = inputs(
+        service(suspend=True),
+        active=Serving(None, UNREACHABLE),
+        state=UpgradeState.SUSPENDED,
+        endpoints=0,
+    )
+    status = compute_status(suspended)
+    assert conds(status) == {
+        "Ready": ("False", "Suspended"),
+        "UpgradeInProgress": ("False", "Suspended"),
+        "ServeConfigApplied": ("False", "Suspended"),
+    }
+    assert "spec.suspend" in status["conditions"][0]["message"]
+    assert not status["activeServiceStatus"] and "serviceStatus" not in status
+    assert not new_warnings(None, status)
+    # Resumed: starting again from nothing is Initializing, not an outage.
+    resumed = inputs(
+        _with(service(), status), active=Serving(None, UNREACHABLE), endpoints=0,
+        state=UpgradeState.INITIALIZING,
+    )  # fmt: skip
+    assert conds(compute_status(resumed))["Ready"] == ("False", "Initializing")
+
+
+def test_initializing_timeout_is_a_warning_naming_the_annotation() -> None:
+    doc = service().model_dump(mode="json", by_alias=True, exclude_none=True)
+    doc["metadata"]["annotations"] = {"ray.io/initializing-timeout": "10m"}
+    timed_out = inputs(
+        parse_rayservice(doc),
+        active=Serving(None, UNREACHABLE),
+        state=UpgradeState.INITIALIZING_TIMED_OUT,
+        endpoints=0,
+    )
+    status = compute_status(timed_out)
+    assert conds(status)["Ready"] == ("False", "InitializingTimeout")
+    message = status["conditions"][0]["message"]
+    assert "ray.io/initializing-timeout='10m'" in message and "until the spec changes" in message
+    assert [r for r, _ in new_warnings(None, status)] == ["InitializingTimeout"]
+    edited = inputs(
+        _with(service(), status), active=Serving(None, UNREACHABLE), endpoints=0,
+        state=UpgradeState.INITIALIZING,
+    )  # fmt: skip
+    assert conds(compute_status(edited))["Ready"] == ("False", "Initializing")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from raykube.decisions.rayservice import decide
+from raykube.decisions.rayservice import decide, initializing_timeout
 from raykube.decisions.rayservice_upgrade import (
     CreateReason,
     UpgradeState,
@@ -16,6 +16,7 @@ from raykube.decisions.rayservice_upgrade import (
     cluster_config_hash,
 )
 from raykube.decisions.rayservice_view import ServeSnapshot
+from raykube.models.rayservice import parse_rayservice
 
 from .rayservice_helpers import (
     DOWN,
@@ -313,3 +314,113 @@ def test_deletion_delay_is_measured_from_the_time_recorded_not_from_now() -> Non
     old = cluster("rs-a", config_hash=OLD, delete_after=T0 + timedelta(seconds=60))
     # A restarted operator sees the same recorded time: no new timer starts.
     assert not decide(observe(rs, [cluster("rs-b"), old], now=at(59))).clusters.schedule
+
+
+# --- suspend ---------------------------------------------------------------------------
+
+
+def test_suspend_deletes_every_cluster_at_once_and_does_nothing_else() -> None:
+    rs = with_status(service(suspend=True, image="ray:2"), active="rs-a", pending="rs-b")
+    old = cluster("rs-c", config_hash=OLD, delete_after=at(60))
+    clusters = [cluster("rs-a", config_hash=OLD), cluster("rs-b", serve_hash="older"), old]
+    plan = decide(observe(rs, clusters, heads={"rs-a": head("rs-a", serve=False)}))
+    assert sorted(names(plan.clusters.delete)) == [
+        ("rs-a", "Suspended"),
+        ("rs-b", "Suspended"),
+        ("rs-c", "Suspended"),
+    ]
+    assert plan.clusters.state is UpgradeState.SUSPENDED
+    assert plan.clusters.create is None and not plan.clusters.switch
+    assert not (plan.submit or plan.scaling or plan.serve_labels or plan.notes)
+    assert plan.last_good is None and plan.replacements is None
+
+
+def test_suspended_with_nothing_left_creates_nothing() -> None:
+    rs = service(suspend=True)
+    dying = cluster("rs-a", terminating=True)
+    plan = decide(observe(rs, [dying]))
+    assert not plan.clusters.delete and plan.clusters.create is None
+    assert plan.clusters.state is UpgradeState.SUSPENDED
+
+
+def test_resumed_service_starts_afresh() -> None:
+    # Suspension left no status names and no serve Service: a first cluster.
+    plan = decide(observe(service(suspend=False), []))
+    assert plan.clusters.create is CreateReason.INITIAL
+    assert plan.clusters.state is UpgradeState.INITIALIZING
+
+
+# --- ray.io/initializing-timeout --------------------------------------------------------
+
+
+def _timing_out(
+    timeout: str = "5m", generation: int = 1, ready_reason: str = "", pending: str = "rs-a"
+) -> Any:
+    doc = service().model_dump(mode="json", by_alias=True, exclude_none=True)
+    doc["metadata"]["annotations"] = {"ray.io/initializing-timeout": timeout}
+    doc["metadata"]["generation"] = generation
+    status: dict[str, Any] = {"pendingServiceStatus": {"rayClusterName": pending}}
+    if ready_reason:
+        status["conditions"] = [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": ready_reason,
+                "observedGeneration": 1,
+                "lastTransitionTime": "2026-01-01T12:05:00Z",
+            }
+        ]
+    doc["status"] = status
+    return parse_rayservice(doc)
+
+
+def test_first_cluster_waits_until_the_initializing_timeout() -> None:
+    rs = _timing_out("5m")
+    plan = decide(observe(rs, [cluster("rs-a")], now=at(299), serve={"rs-a": DOWN}))
+    assert plan.clusters.state is UpgradeState.INITIALIZING and not plan.clusters.schedule
+
+
+def test_first_cluster_not_serving_by_the_timeout_is_given_up() -> None:
+    rs = _timing_out("300")
+    plan = decide(observe(rs, [cluster("rs-a")], now=at(300), serve={"rs-a": DOWN}))
+    assert plan.clusters.state is UpgradeState.INITIALIZING_TIMED_OUT
+    # Kept for inspection for the deletion delay (default 60 s), then deleted.
+    assert [(c.name, when) for c, when in plan.clusters.schedule] == [("rs-a", at(360))]
+    assert plan.clusters.create is None and not plan.clusters.delete and not plan.submit
+
+
+def test_after_giving_up_nothing_is_built_until_the_spec_changes() -> None:
+    leftover = cluster("rs-a", delete_after=at(360))
+    # The give-up pass dropped rs-a from the status (and a lost write did not).
+    for named in ("", "rs-a"):
+        rs = _timing_out("300", ready_reason="InitializingTimeout", pending=named)
+        plan = decide(observe(rs, [leftover], now=at(330), serve={"rs-a": DOWN}))
+        assert plan.clusters.state is UpgradeState.INITIALIZING_TIMED_OUT
+        assert plan.clusters.create is None and not plan.submit and not plan.clusters.delete
+        plan = decide(observe(rs, [leftover], now=at(360), serve={"rs-a": DOWN}))
+        assert names(plan.clusters.delete) == [("rs-a", "DeletionDelayElapsed")]
+        assert plan.clusters.create is None
+    # A new generation (the user changed the spec) starts again with a new cluster.
+    edited = _timing_out("300", generation=2, ready_reason="InitializingTimeout", pending="")
+    plan = decide(observe(edited, [leftover], now=at(340), serve={"rs-a": DOWN}))
+    assert plan.clusters.create is CreateReason.INITIAL
+
+
+def test_initializing_timeout_does_not_touch_a_serving_service() -> None:
+    rs = with_status(_timing_out("1s"), active="rs-a")
+    plan = decide(observe(rs, [cluster("rs-a")], now=at(3600)))
+    assert plan.clusters.state is UpgradeState.STEADY and not plan.clusters.schedule
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30m", 1800.0), ("1h30m", 5400.0), ("1.5h", 5400.0), ("1800", 1800.0), ("90s", 90.0)],
+)
+def test_initializing_timeout_is_read_as_kuberay_reads_it(text: str, seconds: float) -> None:
+    assert initializing_timeout(_timing_out(text)) == (seconds, "")
+
+
+@pytest.mark.parametrize("text", ["0", "-5s", "soon", "5x", "1h 2m", ""])
+def test_an_unusable_initializing_timeout_is_named_and_ignored(text: str) -> None:
+    seconds, problem = initializing_timeout(_timing_out(text))
+    assert seconds is None and "ray.io/initializing-timeout" in problem

@@ -69,6 +69,9 @@ def serve_selector_labels(cluster: str) -> dict[str, str]:
 
 RAYSERVICE_KIND = "RayService"
 
+#: On a RayService (KubeRay's): how long the first cluster may take to serve.
+INITIALIZING_TIMEOUT = "ray.io/initializing-timeout"
+
 #: Our own bookkeeping on objects a RayService owns. Kept on the objects, not
 #: in memory, so an operator restart (or a second replica taking over) picks
 #: up exactly where the last one stopped.

@@ -8,15 +8,17 @@ group sizes to copy, bookkeeping annotations and pod labels to write.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from raykube.builders import labels
 from raykube.decisions import rayservice_health as health
+from raykube.decisions.durations import parse_seconds
 from raykube.decisions.pods import PodView
 from raykube.decisions.rayservice_config import ServeGoal
+from raykube.decisions.rayservice_status import INITIALIZING_TIMEOUT_REASON
 from raykube.decisions.rayservice_upgrade import (
     ClusterInputs,
     ClusterPlan,
@@ -33,6 +35,7 @@ from raykube.decisions.rayservice_view import (
     ServeSnapshot,
     format_time,
 )
+from raykube.models.common import find_condition
 from raykube.models.rayservice import RayService, RayServiceUpgradeType
 
 #: After a submission, zero applications on the head is not yet a lost config.
@@ -85,6 +88,13 @@ class Plan:
 
     def deleted(self, cluster: ClusterView | None) -> bool:
         return cluster is not None and any(c.name == cluster.name for c, _ in self.clusters.delete)
+
+    def leaving(self, cluster: ClusterView | None) -> bool:
+        """Deleted now, or given a deletion time in this pass."""
+        scheduled = cluster is not None and any(
+            c.name == cluster.name for c, _ in self.clusters.schedule
+        )
+        return scheduled or self.deleted(cluster)
 
 
 def roles_of(
@@ -197,25 +207,62 @@ def _scaling(obs: Observed, plan: Plan) -> None:
             plan.scaling.append((cluster, *patch))
 
 
-def decide(obs: Observed) -> Plan:
-    judged = assess(obs)
-    submits = [(c, why) for c in _members(obs.roles) if (why := submission(obs, c))]
-    just_sent = {c.name for c, _ in submits}
-    inputs = ClusterInputs(
+def initializing_timeout(service: RayService) -> tuple[float | None, str]:
+    """``ray.io/initializing-timeout`` in seconds, or None and why it is unusable."""
+    text = service.metadata.annotations.get(labels.INITIALIZING_TIMEOUT)
+    if text is None:
+        return None, ""
+    try:
+        return parse_seconds(text), ""
+    except ValueError as err:
+        return None, f"annotation {labels.INITIALIZING_TIMEOUT}: {err}; no timeout applies"
+
+
+def gave_up_initializing(service: RayService) -> bool:
+    """The stored Ready condition says initializing timed out, for this very spec."""
+    status = service.status
+    ready = find_condition(status.conditions, "Ready") if status else None
+    return (
+        ready is not None
+        and ready.reason == INITIALIZING_TIMEOUT_REASON
+        and ready.observed_generation == service.metadata.generation
+    )
+
+
+def _inputs(
+    obs: Observed, ready: Callable[[ClusterView], bool], replace_unhealthy: bool = False
+) -> ClusterInputs:
+    return ClusterInputs(
         spec=obs.service.spec,
         goal_hash=obs.goal_hash,
         roles=obs.roles,
         now=obs.now,
-        ready=lambda c: c.name not in just_sent and serving(obs, c),
-        replace_unhealthy=judged.replace,
+        ready=ready,
+        replace_unhealthy=replace_unhealthy,
         active_gone=obs.active_gone,
         lingering=obs.lingering,
+        initializing_timeout=initializing_timeout(obs.service)[0],
+        gave_up_initializing=gave_up_initializing(obs.service),
+    )
+
+
+def decide(obs: Observed) -> Plan:
+    if obs.service.spec.suspend:
+        # Nothing is submitted, judged or copied: the clusters are going away.
+        return Plan(plan_clusters(_inputs(obs, ready=lambda c: False)))
+    judged = assess(obs)
+    submits = [(c, why) for c in _members(obs.roles) if (why := submission(obs, c))]
+    just_sent = {c.name for c, _ in submits}
+    inputs = _inputs(
+        obs,
+        ready=lambda c: c.name not in just_sent and serving(obs, c),
+        replace_unhealthy=judged.replace,
     )
     plan = Plan(plan_clusters(inputs), verdict=judged.verdict)
     active = obs.roles.active
     if active is not None and judged.record is not None and judged.record != active.health:
         plan.notes.append((active, {labels.SERVE_HEALTH: judged.record.to_json()}))
-    plan.submit = [(c, why) for c, why in submits if not plan.deleted(c)]
+    plan.submit = [(c, why) for c, why in submits if not plan.leaving(c)]
     _bookkeeping(obs, plan)
     _head_labels(obs, plan)
     _scaling(obs, plan)

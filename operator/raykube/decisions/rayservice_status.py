@@ -27,6 +27,8 @@ UPGRADE_IN_PROGRESS = "UpgradeInProgress"
 SERVE_CONFIG_APPLIED = "ServeConfigApplied"
 SERVING_CLUSTER_HEALTHY = "ServingClusterHealthy"
 
+#: KubeRay's Ready reason once ``ray.io/initializing-timeout`` passed.
+INITIALIZING_TIMEOUT_REASON = "InitializingTimeout"
 #: Reasons that are failures: each transition to one is also a Warning event.
 WARNING_REASONS = frozenset(
     {
@@ -38,6 +40,7 @@ WARNING_REASONS = frozenset(
         "DashboardUnreachable",
         "ZeroServeEndpoints",
         "ValidationFailed",
+        INITIALIZING_TIMEOUT_REASON,
     }
 )
 MAX_APP_MESSAGE = 4096
@@ -145,12 +148,17 @@ def _app_problems(goal: ServeGoal, snap: ServeSnapshot) -> tuple[str, str] | Non
     return reason, text
 
 
+SUSPENDED_MESSAGE = "spec.suspend is true: the RayClusters and Services of this service are deleted"
+
+
 def _serve_condition(inp: StatusInputs) -> Cond:
     goal, target = inp.goal, inp.active if inp.active.cluster else inp.pending
     if not goal.valid:
         return Cond(SERVE_CONFIG_APPLIED, False, "InvalidServeConfig", goal.error)
     if not goal.hash:
         return Cond(SERVE_CONFIG_APPLIED, True, "NotManaged", "serveConfigV2 is not set")
+    if inp.state == UpgradeState.SUSPENDED:
+        return Cond(SERVE_CONFIG_APPLIED, False, "Suspended", SUSPENDED_MESSAGE)
     if target.cluster is None:
         return Cond(SERVE_CONFIG_APPLIED, False, "WaitingForCluster", "no RayCluster yet")
     where = f"RayCluster {target.name}"
@@ -188,6 +196,8 @@ def _upgrade_condition(inp: StatusInputs) -> Cond:
                 "is None: the change is not applied"
             )
             return Cond(UPGRADE_IN_PROGRESS, False, "UpgradeDisabled", msg)
+        case UpgradeState.SUSPENDED:
+            return Cond(UPGRADE_IN_PROGRESS, False, "Suspended", SUSPENDED_MESSAGE)
         case UpgradeState.RECREATING:
             msg = (
                 "upgradeStrategy.type is Recreate: the old RayCluster is deleted before "
@@ -206,12 +216,25 @@ def _upgrade_condition(inp: StatusInputs) -> Cond:
 
 def _ready_condition(inp: StatusInputs, previous: Mapping[str, Any]) -> Cond:
     svc = labels.rayservice_serve_service_name(inp.service.metadata.name)
+    if inp.state == UpgradeState.SUSPENDED:
+        return Cond(READY, False, "Suspended", SUSPENDED_MESSAGE)
+    if inp.state == UpgradeState.INITIALIZING_TIMED_OUT:
+        meta = inp.service.metadata
+        msg = (
+            f"no RayCluster served within {labels.INITIALIZING_TIMEOUT}="
+            f"{meta.annotations.get(labels.INITIALIZING_TIMEOUT)!r}; its RayCluster is deleted "
+            "after rayClusterDeletionDelaySeconds and none is built until the spec changes"
+        )
+        return Cond(READY, False, INITIALIZING_TIMEOUT_REASON, msg)
     if inp.active.cluster is not None and inp.endpoints > 0:
         msg = f"{inp.endpoints} pod(s) of {inp.active.name} serve through {svc}"
         return Cond(READY, True, "NonZeroServeEndpoints", msg)
     if not conditions.is_true(previous.get("conditions"), READY) and not inp.active.cluster:
         prev = conditions.find(previous.get("conditions"), READY)
-        if prev is None or prev.get("reason") == "Initializing":
+        # Back from a suspension or a timed-out start is a start from nothing,
+        # not an outage.
+        fresh = ("Initializing", "Suspended", INITIALIZING_TIMEOUT_REASON)
+        if prev is None or prev.get("reason") in fresh:
             return Cond(READY, False, "Initializing", "waiting for a RayCluster to serve")
     return Cond(READY, False, "ZeroServeEndpoints", f"no pod serves through {svc}")
 

@@ -61,6 +61,9 @@ class UpgradeState(StrEnum):
     TIMED_OUT = "TimedOut"
     DISABLED = "Disabled"
     RECREATING = "Recreating"
+    SUSPENDED = "Suspended"
+    #: ``ray.io/initializing-timeout`` passed before any cluster served.
+    INITIALIZING_TIMED_OUT = "InitializingTimedOut"
 
 
 class CreateReason(StrEnum):
@@ -128,6 +131,10 @@ class ClusterInputs:
     active_gone: bool = False
     #: ... but its RayCluster or pods still exist (it is going away).
     lingering: bool = False
+    #: ``ray.io/initializing-timeout`` in seconds, when set.
+    initializing_timeout: float | None = None
+    #: An earlier pass gave up initializing at this generation: build nothing.
+    gave_up_initializing: bool = False
 
     @property
     def recreate(self) -> bool:
@@ -166,6 +173,9 @@ def _follow_pending(inp: ClusterInputs, plan: ClusterPlan, pending: ClusterView)
     elif active is None:
         recreating = inp.recreate and inp.active_gone
         plan.state = UpgradeState.RECREATING if recreating else UpgradeState.INITIALIZING
+        timeout = inp.initializing_timeout
+        if not recreating and timeout and inp.now >= pending.created + timedelta(seconds=timeout):
+            _give_up_initializing(inp, plan, pending)
     elif not timed_out(inp.spec, pending, inp.now):
         plan.state = UpgradeState.IN_PROGRESS
     elif pending.config_hash == active.config_hash and inp.replace_unhealthy:
@@ -178,10 +188,28 @@ def _follow_pending(inp: ClusterInputs, plan: ClusterPlan, pending: ClusterView)
         plan.state = UpgradeState.TIMED_OUT
 
 
+def _give_up_initializing(
+    inp: ClusterInputs, plan: ClusterPlan, pending: ClusterView | None
+) -> None:
+    """No cluster served in time: the pending one leaves after the deletion delay
+    (kept that long for inspection) and none is built until the spec changes."""
+    plan.state = UpgradeState.INITIALIZING_TIMED_OUT
+    if pending is None:
+        return
+    if pending.delete_after is None:
+        delay = timedelta(seconds=inp.spec.ray_cluster_deletion_delay_seconds)
+        plan.schedule.append((pending, inp.now + delay))
+    elif inp.now >= pending.delete_after:  # still named in the status: a lost write
+        plan.delete.append((pending, "DeletionDelayElapsed"))
+
+
 def _without_active(inp: ClusterInputs, plan: ClusterPlan) -> None:
     pending = inp.roles.pending
     if inp.lingering and inp.recreate:
         plan.state = UpgradeState.RECREATING  # wait until the old pods are gone
+        return
+    if inp.gave_up_initializing:
+        _give_up_initializing(inp, plan, pending)
         return
     if pending is not None and pending.config_hash != inp.goal_hash:
         plan.delete.append((pending, "ClusterConfigChanged"))
@@ -201,8 +229,20 @@ def _recreate(inp: ClusterInputs, plan: ClusterPlan, active: ClusterView) -> Non
     plan.state = UpgradeState.RECREATING
 
 
+def _suspend(inp: ClusterInputs, plan: ClusterPlan) -> None:
+    """``spec.suspend``: every cluster goes now, whatever its role or delay."""
+    roles = inp.roles
+    for cluster in (roles.active, roles.pending, *roles.stale):
+        if cluster is not None:
+            plan.delete.append((cluster, "Suspended"))
+    plan.state = UpgradeState.SUSPENDED
+
+
 def plan_clusters(inp: ClusterInputs) -> ClusterPlan:
     plan = ClusterPlan()
+    if inp.spec.suspend:
+        _suspend(inp, plan)
+        return plan
     _tidy(inp, plan)
     active, pending = inp.roles.active, inp.roles.pending
     if active is None:

@@ -41,7 +41,14 @@ from raykube.decisions import rayservice_health as health
 from raykube.decisions.cluster_status import differs
 from raykube.decisions.conditions import Cond, merge
 from raykube.decisions.pods import PodView
-from raykube.decisions.rayservice import Observed, Plan, decide, roles_of, submitted_notes
+from raykube.decisions.rayservice import (
+    Observed,
+    Plan,
+    decide,
+    initializing_timeout,
+    roles_of,
+    submitted_notes,
+)
 from raykube.decisions.rayservice_config import ServeGoal, parse_serve_config
 from raykube.decisions.rayservice_status import (
     Serving,
@@ -154,6 +161,10 @@ async def _reconcile(srt: ServiceRuntime, key: Key) -> float | None:
     if rs.spec.managed_by == ManagedBy.MULTIKUEUE:
         return None
     p = Pass(srt, key, obj, rs, parse_serve_config(rs.spec.serve_config_v2), now_utc())
+    _, problem = initializing_timeout(rs)
+    if problem and (key, "InvalidAnnotation", problem) not in srt.rt.warned:
+        srt.rt.warned.add((key, "InvalidAnnotation", problem))
+        p.event("Warning", "InvalidAnnotation", problem)
     obs = await observe(p)
     plan = decide(obs)
     await act(p, obs, plan)
@@ -318,6 +329,7 @@ DELETE_WHY = {
     "Recreate": "upgradeStrategy is Recreate: no traffic is served until its replacement is ready",
     "UpgradeStrategyNone": "upgradeStrategy is None: no cluster is prepared",
     "ReplacementTimedOut": "it replaced an unhealthy cluster but did not serve in time",
+    "Suspended": "spec.suspend is true",
 }
 CREATE_WHY = {
     "Initial": "the first cluster of the service",
@@ -399,6 +411,9 @@ def serving_after(obs: Observed, plan: Plan) -> ClusterView | None:
 
 
 async def ensure_services(p: Pass, obs: Observed, plan: Plan) -> None:
+    if plan.clusters.state == UpgradeState.SUSPENDED:
+        await _delete_services(p)
+        return
     target = serving_after(obs, plan)
     if target is None:
         return
@@ -421,12 +436,25 @@ async def ensure_services(p: Pass, obs: Observed, plan: Plan) -> None:
         p.event("Normal", "SwitchedTraffic", f"Pointed {names} at RayCluster {target.name}{was}")
 
 
+async def _delete_services(p: Pass) -> None:
+    """While suspended the stable Services go too: they would select nothing."""
+    ns = p.key[0]
+    names = [labels.rayservice_head_service_name(p.rs.metadata.name), _serve_service_name(p.rs)]
+    deleted = [name for name in names if await p.rt.kube.delete(SERVICES, ns, name)]
+    if deleted:
+        listed = " and ".join(f"{ns}/{name}" for name in deleted)
+        p.event("Normal", "DeletedService", f"Deleted Service {listed}: spec.suspend is true")
+
+
 async def ensure_deletion_times(p: Pass, plan: Plan) -> None:
+    gave_up = plan.clusters.state == UpgradeState.INITIALIZING_TIMED_OUT
     for cluster, when in plan.clusters.schedule:
         await _annotate(p, RAYCLUSTERS, cluster.name, {labels.DELETE_AFTER: format_time(when)})
+        why = (
+            f"did not serve within {labels.INITIALIZING_TIMEOUT}" if gave_up else "no longer serves"
+        )
         message = (
-            f"RayCluster {p.key[0]}/{cluster.name} no longer serves; it will be deleted at "
-            f"{format_time(when)}"
+            f"RayCluster {p.key[0]}/{cluster.name} {why}; it will be deleted at {format_time(when)}"
         )
         p.event("Normal", "ScheduledRayClusterDeletion", message)
     for cluster in plan.clusters.unschedule:
@@ -522,7 +550,7 @@ async def ensure_status(p: Pass, obs: Observed, plan: Plan) -> dict[str, Any]:
     active = serving_after(obs, plan)
     roles = obs.roles
     pending = p.created or (
-        None if plan.clusters.switch or plan.deleted(roles.pending) else roles.pending
+        None if plan.clusters.switch or plan.leaving(roles.pending) else roles.pending
     )
 
     def snap(cluster: ClusterView | None) -> ServeSnapshot:
@@ -579,7 +607,9 @@ def next_look(p: Pass, obs: Observed, plan: Plan, status: dict[str, Any]) -> flo
     conds = {c["type"]: c for c in status.get("conditions") or []}
     active = obs.roles.active
     serve_ok = (conds.get("ServeConfigApplied") or {}).get("status") == "True"
-    busy = (
+    # Suspended or given up: nothing changes until the spec does (a new event).
+    parked = plan.clusters.state in (UpgradeState.SUSPENDED, UpgradeState.INITIALIZING_TIMED_OUT)
+    busy = not parked and (
         plan.clusters.state
         in (UpgradeState.INITIALIZING, UpgradeState.IN_PROGRESS, UpgradeState.RECREATING)
         or bool(plan.submit or plan.clusters.create or plan.clusters.switch or plan.clusters.delete)
