@@ -334,6 +334,32 @@ def test_upgrade_not_ready_by_its_deadline_stops_and_keeps_traffic(
         assert order(heads, first) == "6"
 
 
+def test_a_cluster_created_suspended_follows_when_the_queue_admits_it(
+    control_plane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    """As Kueue does: rayClusterConfig.suspend true at creation, false on admission."""
+    cp, ns, name = control_plane, namespace, "rs-queued"
+    doc = rayservice(name)
+    doc["spec"]["rayClusterConfig"]["suspend"] = True
+    with mapped_heads(cp, ns, name) as heads:
+        apply(cp, ns, doc)
+        (cluster,) = wait_for(lambda: clusters(cp, ns, name), timeout=30)
+        first = cluster["metadata"]["name"]
+        assert cluster["spec"]["suspend"] is True
+        wait_for(lambda: get_json(cp, "raycluster", first, "-n", ns).get("status", {}).get(
+            "state") == "suspended", timeout=30)  # fmt: skip
+        pods = get_json(cp, "pods", "-n", ns, "-l", f"ray.io/cluster={first}")["items"]
+        assert not pods
+        doc["spec"]["rayClusterConfig"]["suspend"] = False
+        apply(cp, ns, doc)
+        second, _ = _start_and_serve(cp, ns, doc, heads)
+        assert second == first  # admitted in place, not rebuilt
+        assert get_json(cp, "raycluster", first, "-n", ns)["spec"]["suspend"] is False
+        updated = [m for _, r, m in events(cp, ns) if r == "UpdatedRayCluster"]
+        assert any("suspend=false" in m for m in updated), updated
+        assert order(heads, first) == "6"
+
+
 def test_first_cluster_not_serving_within_the_initializing_timeout_is_given_up(
     control_plane: ControlPlane, operator: OperatorProcess, namespace: str
 ) -> None:

@@ -193,3 +193,48 @@ def test_replicas_change_in_the_rayservice_reaches_the_cluster_without_upgrade()
     plan = decide(observe(rs, [sized()]))
     assert plan.clusters.create is None
     assert [c.name for c, _, _ in plan.scaling] == ["rs-a"]
+
+
+# --- suspend of the cluster and its groups, in place -----------------------------------
+
+
+def _suspending(cluster_suspend: bool | None, group_suspend: bool | None) -> Any:
+    doc = service().model_dump(mode="json", by_alias=True, exclude_none=True)
+    config = doc["spec"]["rayClusterConfig"]
+    if cluster_suspend is not None:
+        config["suspend"] = cluster_suspend
+    if group_suspend is not None:
+        config["workerGroupSpecs"][0]["suspend"] = group_suspend
+    return with_status(type(service()).model_validate(doc), active="rs-a")
+
+
+@pytest.mark.parametrize(
+    ("spec", "have", "ops"),
+    [
+        ((None, None), (False, False), []),
+        # Kueue admits the service: rayClusterConfig.suspend goes false, the cluster follows.
+        ((False, None), (True, False), [("/spec/suspend", False)]),
+        ((True, None), (False, False), [("/spec/suspend", True)]),
+        ((None, True), (False, False), [("/spec/workerGroupSpecs/0/suspend", True)]),
+        ((None, False), (False, True), [("/spec/workerGroupSpecs/0/suspend", False)]),
+        ((True, True), (True, True), []),
+    ],
+)
+def test_suspend_is_copied_in_place_never_rebuilding(
+    spec: tuple[bool | None, bool | None], have: tuple[bool, bool], ops: list[Any]
+) -> None:
+    rs = _suspending(*spec)
+    group = GroupSize("small", 1, 1, 5, suspend=have[1])
+    c = cluster(
+        "rs-a", rs, groups=(group,), suspended=have[0], applied_scaling={"small": [1, 1, 5]}
+    )
+    plan = decide(observe(rs, [c]))
+    assert plan.clusters.create is None and not plan.clusters.delete
+    got = [(c.name, op["path"], op["value"]) for c, patch in plan.suspension for op in patch]
+    assert [(p, v) for _, p, v in got if not p.endswith("groupName")] == ops
+    if any("workerGroupSpecs" in p for p, _ in ops):
+        assert plan.suspension[0][1][0] == {
+            "op": "test",
+            "path": "/spec/workerGroupSpecs/0/groupName",
+            "value": "small",
+        }

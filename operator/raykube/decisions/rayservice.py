@@ -27,6 +27,7 @@ from raykube.decisions.rayservice_upgrade import (
     assign_roles,
     group_sizes_patch,
     plan_clusters,
+    suspend_patch,
 )
 from raykube.decisions.rayservice_view import (
     UNREACHABLE,
@@ -78,6 +79,8 @@ class Plan:
     scaling: list[tuple[ClusterView, list[dict[str, Any]], dict[str, list[int]]]] = field(
         default_factory=list
     )
+    #: JSON Patch ops copying ``suspend`` (cluster and groups) onto clusters.
+    suspension: list[tuple[ClusterView, list[dict[str, Any]]]] = field(default_factory=list)
     #: Bookkeeping annotations to set on clusters.
     notes: list[tuple[ClusterView, dict[str, str]]] = field(default_factory=list)
     #: Head pods whose ray.io/serve label must change, to the given value.
@@ -194,6 +197,16 @@ def _head_labels(obs: Observed, plan: Plan) -> None:
             plan.serve_labels.append((head, wanted))
 
 
+def _suspension(obs: Observed, plan: Plan) -> None:
+    config = obs.service.spec.ray_cluster_config
+    groups = {g.group_name: bool(g.suspend) for g in config.worker_group_specs}
+    for cluster in _members(obs.roles):
+        if not plan.deleted(cluster):
+            ops = suspend_patch(bool(config.suspend), groups, cluster)
+            if ops:
+                plan.suspension.append((cluster, ops))
+
+
 def _scaling(obs: Observed, plan: Plan) -> None:
     wanted = {
         g.group_name: [g.replicas, g.min_replicas, g.max_replicas]
@@ -266,6 +279,7 @@ def decide(obs: Observed) -> Plan:
     _bookkeeping(obs, plan)
     _head_labels(obs, plan)
     _scaling(obs, plan)
+    _suspension(obs, plan)
     drifted = active is not None and active.config_hash != obs.goal_hash
     acted_on_health = plan.clusters.create == CreateReason.UNHEALTHY or (
         judged.replace and not drifted and plan.deleted(active)

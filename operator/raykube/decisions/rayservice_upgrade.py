@@ -301,3 +301,25 @@ def group_sizes_patch(
     if applied == cluster.applied_scaling:
         return None
     return ops, applied
+
+
+def suspend_patch(
+    want_cluster: bool, want_groups: Mapping[str, bool], cluster: ClusterView
+) -> list[dict[str, Any]]:
+    """JSON Patch ops copying ``suspend`` (the cluster's and each group's) onto a
+    running cluster. Left out of the hash, so a change never builds a new
+    cluster; copied always, since a queue such as Kueue admits a RayService by
+    turning ``rayClusterConfig.suspend`` off and the cluster must follow."""
+    ops: list[dict[str, Any]] = []
+    if want_cluster != cluster.suspended:
+        ops.append({"op": "add", "path": "/spec/suspend", "value": want_cluster})
+    for index, have in enumerate(cluster.groups):
+        want = want_groups.get(have.name)
+        if want is None or want == have.suspend:
+            continue
+        base = f"/spec/workerGroupSpecs/{index}"
+        ops += [
+            {"op": "test", "path": f"{base}/groupName", "value": have.name},
+            {"op": "add", "path": f"{base}/suspend", "value": want},
+        ]
+    return ops

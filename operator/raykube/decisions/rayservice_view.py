@@ -75,6 +75,7 @@ class GroupSize:
     replicas: int
     min_replicas: int
     max_replicas: int
+    suspend: bool = False
 
     def values(self) -> list[int]:
         return [self.replicas, self.min_replicas, self.max_replicas]
@@ -99,6 +100,8 @@ class ClusterView:
     #: The groups in the cluster's spec, in order (for targeted patches).
     groups: tuple[GroupSize, ...] = ()
     autoscaling: bool = False
+    #: The cluster's own ``spec.suspend`` (not the RayService's).
+    suspended: bool = False
     #: The head container's declared ports (the stable Services copy them).
     head_ports: tuple[Mapping[str, Any], ...] = ()
     #: The RayCluster's own status, copied into the RayService's.
@@ -122,6 +125,7 @@ def _groups(spec: Mapping[str, Any]) -> tuple[GroupSize, ...]:
             replicas=_int(g.get("replicas"), 0),
             min_replicas=_int(g.get("minReplicas"), 0),
             max_replicas=_int(g.get("maxReplicas"), 2**31 - 1),
+            suspend=bool(g.get("suspend")),
         )
         for g in spec.get("workerGroupSpecs") or []
     )
@@ -160,6 +164,7 @@ def cluster_view(body: Mapping[str, Any]) -> ClusterView:
         applied_scaling=_scaling(notes.get(labels.APPLIED_SCALING)),
         groups=_groups(spec),
         autoscaling=bool(spec.get("enableInTreeAutoscaling")),
+        suspended=bool(spec.get("suspend")),
         head_ports=_head_ports(spec),
         status=dict(body.get("status") or {}),
         dashboard_url=notes.get(labels.DASHBOARD_URL, ""),

@@ -348,6 +348,7 @@ async def act(p: Pass, obs: Observed, plan: Plan) -> None:
     for cluster, notes in plan.notes:
         await _annotate(p, RAYCLUSTERS, cluster.name, dict(notes))
     await ensure_group_sizes(p, plan)
+    await ensure_suspension(p, plan)
     await ensure_serve_labels(p, plan)
     await ensure_service_notes(p, plan)
 
@@ -479,6 +480,23 @@ async def ensure_group_sizes(p: Pass, plan: Plan) -> None:
         if changed:
             message = f"Updated worker groups of RayCluster {cluster.name}: {', '.join(changed)}"
             p.event("Normal", "UpdatedRayCluster", message)
+
+
+async def ensure_suspension(p: Pass, plan: Plan) -> None:
+    for cluster, ops in plan.suspension:
+        try:
+            await p.rt.kube.patch(RAYCLUSTERS, p.key[0], cluster.name, ops, patch_type="json")
+        except ApiError as err:
+            if err.status != 422:  # a failed "test": the groups moved; next pass re-reads
+                raise
+            continue
+        changed = [
+            f"{o['path'].removeprefix('/spec/').replace('/', '.')}={json.dumps(o['value'])}"
+            for o in ops
+            if o["op"] == "add"
+        ]
+        message = f"Updated RayCluster {cluster.name}: {', '.join(changed)}"
+        p.event("Normal", "UpdatedRayCluster", message)
 
 
 async def ensure_serve_labels(p: Pass, plan: Plan) -> None:
