@@ -198,6 +198,10 @@ def test_deleted_head_is_recreated(
     apply(control_plane, namespace, rc)
     wait_for(lambda: _ready(control_plane, namespace, name, 1), timeout=90)
     old = _pods(control_plane, namespace, name, "ray.io/node-type=head")[0]["metadata"]["name"]
+    workers = {
+        p["metadata"]["name"]
+        for p in _pods(control_plane, namespace, name, "ray.io/node-type=worker")
+    }
     control_plane.kubectl("delete", "pod", old, "-n", namespace, "--wait=false")
 
     def new_head() -> str | None:
@@ -206,6 +210,16 @@ def test_deleted_head_is_recreated(
         return fresh[0] if len(heads) == 1 and fresh else None
 
     wait_for(new_head, timeout=90)
+    wait_for(lambda: _ready(control_plane, namespace, name, 1), timeout=90)
+
+    # No GCS fault tolerance: the new head is a new Ray cluster, so the worker
+    # whose Ray joined the old one is replaced once the new head is Ready.
+    def replaced() -> set[str] | None:
+        selector = "ray.io/node-type=worker"
+        after = {p["metadata"]["name"] for p in _pods(control_plane, namespace, name, selector)}
+        return after if after and not after & workers else None
+
+    wait_for(replaced, timeout=90)
     wait_for(lambda: _ready(control_plane, namespace, name, 1), timeout=90)
 
 

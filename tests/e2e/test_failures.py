@@ -273,6 +273,7 @@ def test_head_pod_deleted_is_recreated_and_serves_again(
 ) -> None:
     cluster = svc.cluster["name"]
     (head,) = pods(svc.k, cluster, "head")
+    (worker,) = pods(svc.k, cluster, "worker")
     load = svc.load("head pod deleted (no GCS FT: failures expected)", accept=(6,), concurrency=2)
     try:
         eventually(lambda: load.sent >= 20, 60, "load to start")
@@ -291,6 +292,16 @@ def test_head_pod_deleted_is_recreated_and_serves_again(
         report = finish(load, load_reports)
     figures["head pod deleted"] = failure_window(report)
     assert_same_cluster(svc)
+    # The worker's Ray belonged to the lost head's cluster: either it restarted by
+    # itself against the new head, or the operator replaced it (HeadReplaced)
+    # once the new head was Ready, rather than leave it stale or in back-off.
+    (now,) = pods(svc.k, cluster, "worker")
+    old_name = worker["metadata"]["name"]
+    if now["metadata"]["name"] == old_name:
+        assert restarts(now) > restarts(worker), "the worker never rejoined"
+    else:
+        said = [str(e.get("message", "")) for e in svc.k.items("events")]
+        assert any(f"{old_name} (HeadReplaced)" in m for m in said), said
     assert report.failures == [] or report.failures[-1].at_s < report.elapsed_s - 15, (
         "requests still failed at the end:\n" + report.failure_text()
     )

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from raykube.decisions.pods import PodView
-from raykube.decisions.scaling import ClusterIntent, GroupIntent, plan_pods
+import copy
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+
+from raykube.decisions.pods import PodView, view
+from raykube.decisions.scaling import ClusterIntent, GroupIntent, fault_tolerant, plan_pods
+from raykube.models.raycluster import parse_raycluster
+
+MANIFESTS = Path(__file__).resolve().parents[2].parent / "shared" / "manifests"
 
 
 def pod(
@@ -159,3 +168,89 @@ def test_suspended_group_deletes_its_pods_even_when_autoscaling() -> None:
 def test_pods_of_a_removed_group_are_deleted() -> None:
     plan = plan_pods(intent(group(replicas=1)), [HEAD, pod("w1"), pod("x1", group="gone")])
     assert [(d.name, d.reason) for d in plan.delete] == [("x1", "WorkerGroupRemoved")]
+
+
+# --- a new head without GCS fault tolerance --------------------------------------------
+
+NEW_HEAD = pod("rc-head-fghij", "head", created="2026-01-01T00:10:00Z")
+
+
+def _worker(name: str, started: str, **kw: object) -> PodView:
+    return replace(pod(name, **kw), ray_started=started)  # type: ignore[arg-type]
+
+
+def test_workers_from_before_a_new_head_are_replaced_once_it_is_ready() -> None:
+    old = _worker("w-old", "2026-01-01T00:00:05Z", ready=False)
+    fresh = _worker("w-new", "2026-01-01T00:10:00Z")  # same second as the head: its own
+    for autoscaling in (False, True):
+        plan = plan_pods(intent(group(replicas=2), autoscaling=autoscaling), [NEW_HEAD, old, fresh])
+        assert [(d.name, d.reason) for d in plan.delete] == [("w-old", "HeadReplaced")]
+        assert plan.create_workers == {"small": 1}
+
+
+def test_no_worker_is_replaced_while_the_new_head_is_not_ready() -> None:
+    starting = replace(NEW_HEAD, ready=False)
+    old = _worker("w-old", "2026-01-01T00:00:05Z")
+    assert plan_pods(intent(group(replicas=1)), [starting, old]).delete == []
+
+
+def test_with_gcs_fault_tolerance_workers_outlive_the_head() -> None:
+    old = _worker("w-old", "2026-01-01T00:00:05Z")
+    ft = ClusterIntent(groups=(group(replicas=1),), fault_tolerant=True)
+    assert plan_pods(ft, [NEW_HEAD, old]).delete == []
+
+
+def test_fault_tolerance_is_recognised_however_it_is_asked_for() -> None:
+    docs = yaml.safe_load_all((MANIFESTS / "ray-cluster.sample.yaml").read_text())
+    base = next(d for d in docs if d and d["kind"] == "RayCluster")
+    assert not fault_tolerant(parse_raycluster(base))
+    with_options = copy.deepcopy(base)
+    with_options["spec"]["gcsFaultToleranceOptions"] = {"redisAddress": "redis:6379"}
+    with_annotation = copy.deepcopy(base)
+    with_annotation["metadata"]["annotations"] = {"ray.io/ft-enabled": "true"}
+    by_hand = copy.deepcopy(base)
+    head = by_hand["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    head["env"] = [{"name": "RAY_REDIS_ADDRESS", "value": "redis:6379"}]
+    for doc in (with_options, with_annotation, by_hand):
+        assert fault_tolerant(parse_raycluster(doc))
+
+
+def test_a_worker_backing_off_after_failing_to_reach_the_starting_head_is_replaced() -> None:
+    head = replace(NEW_HEAD, ready_since="2026-01-01T00:10:40Z")
+    # Restarted at 00:10:20, found no GCS, waits in back-off: replaced now.
+    waiting = _worker("w-wait", "2026-01-01T00:10:20Z", ready=False)
+    waiting = replace(waiting, backing_off=True)
+    # Started at creation, still running its first `ray start`: left alone.
+    first = _worker("w-first", "2026-01-01T00:10:20Z", ready=False)
+    # Backing off after a run that began once the head was Ready: its own failure.
+    own = replace(_worker("w-own", "2026-01-01T00:11:00Z", ready=False), backing_off=True)
+    plan = plan_pods(intent(group(replicas=3)), [head, waiting, first, own])
+    assert [(d.name, d.reason) for d in plan.delete] == [("w-wait", "HeadReplaced")]
+
+
+def test_pod_view_reads_the_ray_containers_runs() -> None:
+    body = {
+        "metadata": {"name": "w", "labels": {"ray.io/node-type": "worker"}},
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:01:00Z"}
+            ],
+            "containerStatuses": [
+                {
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"startedAt": "2026-01-01T00:00:30Z"}},
+                }
+            ],
+        },
+    }
+    got = view(body)
+    assert (got.ray_started, got.backing_off, got.ready_since) == (
+        "2026-01-01T00:00:30Z",
+        True,
+        "2026-01-01T00:01:00Z",
+    )
+    body["status"]["containerStatuses"] = [  # type: ignore[index]
+        {"state": {"running": {"startedAt": "2026-01-01T00:02:00Z"}}}
+    ]
+    assert (view(body).ray_started, view(body).backing_off) == ("2026-01-01T00:02:00Z", False)

@@ -69,6 +69,8 @@ def serve_selector_labels(cluster: str) -> dict[str, str]:
 
 RAYSERVICE_KIND = "RayService"
 
+#: On a RayCluster and its head pod (KubeRay's): GCS fault tolerance is on.
+FT_ENABLED = "ray.io/ft-enabled"
 #: On a RayService (KubeRay's): how long the first cluster may take to serve.
 INITIALIZING_TIMEOUT = "ray.io/initializing-timeout"
 

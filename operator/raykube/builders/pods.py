@@ -139,7 +139,7 @@ def build_head_pod(
         params.setdefault("redis-password", "$REDIS_PASSWORD")
     pod = _build_pod(cluster, head.template, "head", labels.HEAD_GROUP, params, name, ctx)
     if ft is not None:
-        pod["metadata"]["annotations"]["ray.io/ft-enabled"] = "true"
+        pod["metadata"]["annotations"][labels.FT_ENABLED] = "true"
     if cluster.spec.enable_in_tree_autoscaling:
         pod["spec"]["containers"].append(autoscaler_container(cluster))
         pod["spec"].setdefault(

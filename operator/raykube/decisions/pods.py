@@ -31,6 +31,12 @@ class PodView:
     #: The Ray container exited and the pod will not restart it.
     dead: bool = False
     reason: str = ""
+    #: When the Ray container's current (or, while it waits, last) run started.
+    ray_started: str = ""
+    #: The Ray container exited and waits to be restarted (back-off).
+    backing_off: bool = False
+    #: Since when the pod is Ready ("" when it is not).
+    ready_since: str = ""
 
     @property
     def running(self) -> bool:
@@ -55,10 +61,29 @@ def _dead(spec: Mapping[str, Any], status: Mapping[str, Any]) -> tuple[bool, str
     return False, ""
 
 
+def _ray_run(status: Mapping[str, Any]) -> tuple[str, bool]:
+    """When the Ray container's run started, and whether it now waits to restart."""
+    for cs in status.get("containerStatuses", [])[:1]:
+        state = cs.get("state") or {}
+        running = state.get("running") or {}
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        started = str(running.get("startedAt") or last.get("startedAt") or "")
+        return started, bool(state.get("waiting")) and bool(last)
+    return "", False
+
+
+def _ready_since(status: Mapping[str, Any]) -> str:
+    for c in status.get("conditions", []):
+        if c.get("type") == "Ready" and c.get("status") == "True":
+            return str(c.get("lastTransitionTime") or "")
+    return ""
+
+
 def view(pod: Mapping[str, Any]) -> PodView:
     meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
     lbl = meta.get("labels", {})
     dead, reason = _dead(spec, status)
+    started, backing_off = _ray_run(status)
     return PodView(
         name=meta["name"],
         uid=meta.get("uid", ""),
@@ -75,4 +100,7 @@ def view(pod: Mapping[str, Any]) -> PodView:
         serve_label=lbl.get(labels.SERVE) == "true",
         dead=dead,
         reason=reason,
+        ray_started=started,
+        backing_off=backing_off,
+        ready_since=_ready_since(status),
     )

@@ -8,7 +8,12 @@ Rules (KubeRay's, made explicit):
   (Ray's autoscaler names its victims);
 - otherwise scale-down victims are chosen deterministically: not ready first,
   then newest first, then by name;
-- a suspended cluster (or group) has no pods.
+- a suspended cluster (or group) has no pods;
+- without GCS fault tolerance a new head is a new Ray cluster: once it is
+  Ready, workers whose Ray started before that head pod existed belong to the
+  old one (they may linger un-Ready), and workers waiting in a restart
+  back-off after a run that began before the head was Ready (they failed to
+  reach it; the back-off grows to 5 minutes) are replaced, autoscaling or not.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from raykube.builders import labels
 from raykube.decisions.pods import PodView
 from raykube.models.raycluster import RayCluster
 
@@ -43,6 +49,8 @@ class ClusterIntent:
     groups: tuple[GroupIntent, ...]
     autoscaling: bool = False
     suspended: bool = False
+    #: GCS state survives a head restart (Redis): workers outlive the head.
+    fault_tolerant: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,8 +95,30 @@ def _plan_head(pods: Sequence[PodView], plan: PodPlan) -> None:
     plan.create_head = not alive and not dead and not any_terminating
 
 
+def _ready_head(intent: ClusterIntent, pods: Sequence[PodView]) -> PodView | None:
+    """The Ready head, when workers that predate it are to be replaced."""
+    if intent.fault_tolerant:
+        return None
+    heads = [p for p in pods if p.node_type == "head" and p.ready and not p.terminating]
+    return heads[0] if len(heads) == 1 else None
+
+
+def _orphaned(worker: PodView, head: PodView | None) -> bool:
+    started = worker.ray_started
+    if head is None or not started or worker.dead:
+        return False
+    # Strictly before: a worker starting in the head's first second is its own.
+    if started < head.created:
+        return True
+    return worker.backing_off and bool(head.ready_since) and started < head.ready_since
+
+
 def _plan_group(
-    group: GroupIntent, pods: Sequence[PodView], autoscaling: bool, plan: PodPlan
+    group: GroupIntent,
+    pods: Sequence[PodView],
+    autoscaling: bool,
+    plan: PodPlan,
+    head: PodView | None = None,
 ) -> None:
     mine = [
         p for p in pods if p.node_type == "worker" and p.group == group.name and not p.terminating
@@ -96,9 +126,12 @@ def _plan_group(
     named = set(group.workers_to_delete)
     requested = [p for p in mine if p.name in named]
     dead = [p for p in mine if p.dead and p.name not in named]
+    orphans = [p for p in mine if p.name not in named and _orphaned(p, head)]
     plan.delete += _delete(requested, "WorkersToDelete")
     plan.delete += _delete(dead, "WorkerPodDead")
-    remaining = [p for p in mine if p.name not in named and not p.dead]
+    plan.delete += _delete(orphans, "HeadReplaced")
+    gone = {p.name for p in orphans}
+    remaining = [p for p in mine if p.name not in named and not p.dead and p.name not in gone]
     diff = group.desired - len(remaining)
     if diff > 0:
         plan.create_workers[group.name] = diff
@@ -113,8 +146,9 @@ def plan_pods(intent: ClusterIntent, pods: Sequence[PodView]) -> PodPlan:
         plan.delete = _delete((p for p in pods if not p.terminating), "ClusterSuspended")
         return plan
     _plan_head(pods, plan)
+    head = _ready_head(intent, pods)
     for group in intent.groups:
-        _plan_group(group, pods, intent.autoscaling, plan)
+        _plan_group(group, pods, intent.autoscaling, plan, head)
     known = {g.name for g in intent.groups}
     orphans = [
         p for p in pods if p.node_type == "worker" and p.group not in known and not p.terminating
@@ -142,4 +176,16 @@ def intent_of(cluster: RayCluster) -> ClusterIntent:
         groups=groups,
         autoscaling=bool(spec.enable_in_tree_autoscaling),
         suspended=bool(spec.suspend),
+        fault_tolerant=fault_tolerant(cluster),
     )
+
+
+def fault_tolerant(cluster: RayCluster) -> bool:
+    """GCS fault tolerance, however it is asked for: the options, KubeRay's older
+    annotation, or a Redis address given to the head by hand."""
+    if cluster.spec.gcs_fault_tolerance_options is not None:
+        return True
+    if cluster.metadata.annotations.get(labels.FT_ENABLED, "").lower() == "true":
+        return True
+    head = cluster.spec.head_group_spec.ray_container()
+    return any(e.get("name") == "RAY_REDIS_ADDRESS" for e in head.get("env") or [])
