@@ -131,12 +131,19 @@ def from_a_pod(walk: Service, path: str, body: Any) -> str:
         "print(u.urlopen(r, timeout=10).read().decode())\n"
     )
     pod = f"curl-{int(time.time() * 1000) % 100000}"
-    out = walk.k.run(
+    # Not `run -i --rm`: attaching races a container that is done in a second,
+    # and a lost attach prints nothing. Wait for the pod to finish, then read it.
+    walk.k.run(
         "run", pod, f"--image={walk.runtime_image}", "--image-pull-policy=Never",
-        "--restart=Never", "--rm", "-i", "--quiet", "--command", "--",
-        "python3", "-c", code, json.dumps(body),
+        "--restart=Never", "--command", "--", "python3", "-c", code, json.dumps(body),
     )  # fmt: skip
-    return out.strip()
+    try:
+        walk.k.run(
+            "wait", f"pod/{pod}", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=120s"
+        )
+        return walk.k.run("logs", pod).strip()
+    finally:
+        walk.k.run("delete", "pod", pod, "--wait=false", check=False)
 
 
 # --- step 7: serve config in place (scenario a) ---------------------------------------
