@@ -141,9 +141,15 @@ class ClusterInputs:
         return self.spec.upgrade_strategy.type == RayServiceUpgradeType.RECREATE
 
 
+def older_than(cluster: ClusterView, seconds: float | None, now: datetime) -> bool:
+    """The cluster was created at least ``seconds`` ago (never, without a limit)."""
+    if not seconds or seconds <= 0:
+        return False
+    return now >= cluster.created + timedelta(seconds=seconds)
+
+
 def timed_out(spec: RayServiceSpec, cluster: ClusterView, now: datetime) -> bool:
-    timeout = spec.upgrade_strategy.timeout_seconds
-    return timeout > 0 and now >= cluster.created + timedelta(seconds=timeout)
+    return older_than(cluster, spec.upgrade_strategy.timeout_seconds, now)
 
 
 def _tidy(inp: ClusterInputs, plan: ClusterPlan) -> None:
@@ -173,8 +179,7 @@ def _follow_pending(inp: ClusterInputs, plan: ClusterPlan, pending: ClusterView)
     elif active is None:
         recreating = inp.recreate and inp.active_gone
         plan.state = UpgradeState.RECREATING if recreating else UpgradeState.INITIALIZING
-        timeout = inp.initializing_timeout
-        if not recreating and timeout and inp.now >= pending.created + timedelta(seconds=timeout):
+        if not recreating and older_than(pending, inp.initializing_timeout, inp.now):
             _give_up_initializing(inp, plan, pending)
     elif not timed_out(inp.spec, pending, inp.now):
         plan.state = UpgradeState.IN_PROGRESS

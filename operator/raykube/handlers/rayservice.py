@@ -462,19 +462,25 @@ async def ensure_deletion_times(p: Pass, plan: Plan) -> None:
         await _annotate(p, RAYCLUSTERS, cluster.name, {labels.DELETE_AFTER: None})
 
 
+async def _patch_groups(p: Pass, cluster: ClusterView, ops: list[dict[str, Any]]) -> bool:
+    """A JSON Patch guarded by ``test`` ops; False when a test failed (the groups
+    moved under us: the next pass re-reads)."""
+    try:
+        await p.rt.kube.patch(RAYCLUSTERS, p.key[0], cluster.name, ops, patch_type="json")
+    except ApiError as err:
+        if err.status != 422:
+            raise
+        return False
+    return True
+
+
 async def ensure_group_sizes(p: Pass, plan: Plan) -> None:
     """Targeted JSON Patches: the autoscaler's fields are never rewritten wholesale."""
     key = labels.APPLIED_SCALING.replace("~", "~0").replace("/", "~1")
     for cluster, ops, record in plan.scaling:
         value = json.dumps(record, sort_keys=True)
         note = {"op": "add", "path": f"/metadata/annotations/{key}", "value": value}
-        try:
-            await p.rt.kube.patch(
-                RAYCLUSTERS, p.key[0], cluster.name, [*ops, note], patch_type="json"
-            )
-        except ApiError as err:
-            if err.status != 422:  # a failed "test": the groups moved; next pass re-reads
-                raise
+        if not await _patch_groups(p, cluster, [*ops, note]):
             continue
         changed = [f"{o['path'].split('/')[-1]}={o['value']}" for o in ops if o["op"] == "replace"]
         if changed:
@@ -484,11 +490,7 @@ async def ensure_group_sizes(p: Pass, plan: Plan) -> None:
 
 async def ensure_suspension(p: Pass, plan: Plan) -> None:
     for cluster, ops in plan.suspension:
-        try:
-            await p.rt.kube.patch(RAYCLUSTERS, p.key[0], cluster.name, ops, patch_type="json")
-        except ApiError as err:
-            if err.status != 422:  # a failed "test": the groups moved; next pass re-reads
-                raise
+        if not await _patch_groups(p, cluster, ops):
             continue
         changed = [
             f"{o['path'].removeprefix('/spec/').replace('/', '.')}={json.dumps(o['value'])}"
