@@ -86,15 +86,6 @@ def install_operator(
     return time.monotonic() - started
 
 
-def uninstall_operator(cluster: LocalCluster, namespace: str = OPERATOR_NAMESPACE) -> None:
-    subprocess.run(
-        [str(versions.bin_dir() / "helm"), "uninstall", RELEASE, "-n", namespace, "--wait"],
-        env=cluster.cp.env(),
-        capture_output=True,
-        timeout=120,
-    )
-
-
 def container_pids(cluster: LocalCluster, pod: dict[str, Any]) -> set[int]:
     """Processes of the pod's first container, found in its cgroup under the
     node's own subtree (so nothing outside this cluster's node is ever hit)."""
