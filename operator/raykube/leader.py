@@ -48,6 +48,7 @@ from aiohttp import web
 from raykube.adapters.kube import LEASES, ApiError, Kube, Resource
 from raykube.metrics import LEADER_ELECTION_ACQUIRED, LEADER_ELECTION_LEADING
 from raykube.settings import Settings
+from raykube.timefmt import format_micro_time
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def decide(seen: Seen, identity: str, now: float) -> Decision:
 
 def micro_time(moment: datetime) -> str:
     """A Kubernetes MicroTime (RFC 3339, microseconds, UTC)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_micro_time(moment)
 
 
 def lease_spec(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from raykube.decisions.rayservice_config import config_hash, parse_serve_config
+from raykube.builders.hashing import digest as config_hash
+from raykube.decisions.rayservice_config import parse_serve_config
 
 GOOD = """
 applications:

@@ -11,7 +11,6 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import urlencode
 
@@ -20,6 +19,7 @@ from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from raykube.metrics import KUBE_REQUESTS
+from raykube.timefmt import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ class Kube:
     ) -> None:
         """Record a core/v1 Event about ``involved``; failures are logged, never raised."""
         meta = involved["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = now_iso()
         body = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raykube.builders import labels
+from raykube.builders import labels, owners
 from raykube.models.raycluster import RayCluster
 
 DEFAULT_RESOURCES = {
@@ -58,13 +58,11 @@ def autoscaler_container(cluster: RayCluster) -> dict[str, Any]:
 
 
 def _meta(cluster: RayCluster, created_by: str) -> dict[str, Any]:
-    from raykube.builders.pods import owner_reference  # late: pods imports this module
-
     return {
         "name": labels.autoscaler_account_name(cluster.metadata.name),
         "namespace": cluster.metadata.namespace,
         "labels": {labels.CLUSTER: cluster.metadata.name, labels.CREATED_BY: created_by},
-        "ownerReferences": [owner_reference(cluster)],
+        "ownerReferences": [owners.of_raycluster(cluster)],
     }
 
 

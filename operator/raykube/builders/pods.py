@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from raykube.builders import labels, probes
+from raykube.builders import labels, owners, probes
 from raykube.builders.autoscaler import autoscaler_container
 from raykube.builders.env import ray_env
 from raykube.builders.labels import NodeType
@@ -42,17 +42,6 @@ class BuildContext:
     cluster_domain: str = "cluster.local"
     #: Workers of a RayService are ready only when their Serve proxy is.
     serve_readiness: bool = False
-
-
-def owner_reference(cluster: RayCluster) -> dict[str, Any]:
-    return {
-        "apiVersion": cluster.api_version,
-        "kind": "RayCluster",
-        "name": cluster.metadata.name,
-        "uid": cluster.metadata.uid or "",
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
 
 
 def head_service_fqdn(cluster: RayCluster, ctx: BuildContext) -> str:
@@ -95,7 +84,7 @@ def _pod_metadata(
         # Ours are applied last: user labels merge in but cannot override them.
         "labels": {**(meta.get("labels") or {}), **own},
         "annotations": dict(meta.get("annotations") or {}),
-        "ownerReferences": [owner_reference(cluster)],
+        "ownerReferences": [owners.of_raycluster(cluster)],
     }
 
 

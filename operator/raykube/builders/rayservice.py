@@ -17,27 +17,15 @@ Moving traffic to another cluster is re-applying both Services with its name.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from raykube.builders import labels
+from raykube.builders import hashing, labels, owners
 from raykube.builders.pods import container_ports
 from raykube.builders.ray_start import DEFAULT_HEAD_PORTS, SERVE_PORT
 from raykube.models.base import dump
 from raykube.models.rayservice import RayService
-
-
-def owner_reference(rs: RayService) -> dict[str, Any]:
-    return {
-        "apiVersion": rs.api_version,
-        "kind": labels.RAYSERVICE_KIND,
-        "name": rs.metadata.name,
-        "uid": rs.metadata.uid or "",
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
 
 
 def group_sizes(rs: RayService) -> dict[str, list[int]]:
@@ -70,7 +58,7 @@ def build_cluster(rs: RayService, name: str, config_hash: str) -> dict[str, Any]
                 labels.CLUSTER_CONFIG_HASH: config_hash,
                 labels.APPLIED_SCALING: json.dumps(group_sizes(rs), sort_keys=True),
             },
-            "ownerReferences": [owner_reference(rs)],
+            "ownerReferences": [owners.of_rayservice(rs)],
         },
         "spec": spec,
     }
@@ -89,11 +77,6 @@ def service_ports(head_ports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
         for p in ports
         if p.get("name")
     ]
-
-
-def _digest(obj: Any) -> str:
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def _service(
@@ -116,14 +99,12 @@ def _service(
             "namespace": rs.metadata.namespace,
             "labels": meta_labels,
             "annotations": dict(extra_meta.get("annotations") or {}),
-            "ownerReferences": [owner_reference(rs)],
+            "ownerReferences": [owners.of_rayservice(rs)],
         },
         "spec": spec,
     }
     # Applied only when this changes: a steady service costs no writes.
-    annotations: dict[str, str] = body["metadata"]["annotations"]
-    annotations[labels.SPEC_HASH] = _digest(body)
-    return body
+    return hashing.stamped(body)
 
 
 def build_head_service(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from raykube.builders import labels
-from raykube.builders.pods import BuildContext, container_ports, owner_reference
+from raykube.builders import labels, owners
+from raykube.builders.pods import BuildContext, container_ports
 from raykube.builders.ray_start import DEFAULT_HEAD_PORTS
 from raykube.models.raycluster import RayCluster
 
@@ -58,7 +58,7 @@ def build_head_service(cluster: RayCluster, ctx: BuildContext) -> dict[str, Any]
                 labels.CREATED_BY: ctx.created_by,
             },
             "annotations": annotations,
-            "ownerReferences": [owner_reference(cluster)],
+            "ownerReferences": [owners.of_raycluster(cluster)],
         },
         "spec": spec,
     }

@@ -34,10 +34,10 @@ from raykube.decisions.rayservice_view import (
     ClusterView,
     HealthRecord,
     ServeSnapshot,
-    format_time,
 )
 from raykube.models.common import find_condition
 from raykube.models.rayservice import RayService, RayServiceUpgradeType
+from raykube.timefmt import format_time
 
 #: After a submission, zero applications on the head is not yet a lost config.
 RESUBMIT_GRACE_SECONDS = 10

@@ -8,13 +8,13 @@ know are passed through, as Ray itself ignores them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+from raykube.builders import hashing
 
 PROXY_LOCATIONS = ("Disabled", "HeadOnly", "EveryNode")
 # Ray's LoggingConfig forbids keys it does not know.
@@ -40,12 +40,6 @@ class ServeGoal:
         return not self.error
 
 
-def config_hash(value: Any) -> str:
-    """A short, stable digest of a JSON value (key order does not matter)."""
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:20]
-
-
 def parse_serve_config(text: str | None) -> ServeGoal:
     """Parse and check serveConfigV2.
 
@@ -68,7 +62,7 @@ def parse_serve_config(text: str | None) -> ServeGoal:
         )
         return ServeGoal(error=f"serveConfigV2 breaks Ray Serve's schema: {shown}")
     names = tuple(str(app.get("name", "default")) for app in config["applications"])
-    return ServeGoal(config=config, hash=config_hash(config), app_names=names)
+    return ServeGoal(config=config, hash=hashing.digest(config), app_names=names)
 
 
 # --- the schema -----------------------------------------------------------------

@@ -28,10 +28,9 @@ from raykube.decisions.rayservice_view import (
     ClusterView,
     HealthRecord,
     ServeSnapshot,
-    format_time,
-    parse_time,
 )
 from raykube.models.rayservice import RayServiceSpec
+from raykube.timefmt import format_time, parse_time
 
 FAILED_STATES = frozenset({"DEPLOY_FAILED", "UNHEALTHY"})
 RECOVERY_SECONDS = 60

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from raykube.decisions.rayservice_config import config_hash
+from raykube.builders import hashing
 from raykube.decisions.rayservice_view import ClusterView
 from raykube.models.clusterspec import RayClusterSpec
 from raykube.models.rayservice import RayServiceSpec, RayServiceUpgradeType
@@ -49,7 +49,7 @@ def cluster_config_hash(spec: RayClusterSpec) -> str:
             group.pop(key, None)
         (group.get("scaleStrategy") or {}).pop("workersToDelete", None)
         _strip_template(group.get("template"))
-    return config_hash(data)
+    return hashing.digest(data)
 
 
 class UpgradeState(StrEnum):

@@ -14,23 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from raykube.builders import labels
+from raykube.timefmt import format_time, parse_time
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 time as written by Kubernetes (or us); None when absent or garbled."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def format_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

@@ -62,13 +62,13 @@ from raykube.decisions.rayservice_view import (
     ClusterView,
     ServeSnapshot,
     cluster_view,
-    format_time,
     snapshot,
 )
 from raykube.handlers.runtime import IndexLike, Runtime
 from raykube.handlers.workqueue import Key, WorkQueue
 from raykube.models.clusterspec import ManagedBy
 from raykube.models.rayservice import RayService, parse_rayservice
+from raykube.timefmt import format_time
 
 log = logging.getLogger(__name__)
 KIND = "RayService"

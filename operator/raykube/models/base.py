@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -24,6 +24,8 @@ from pydantic import (
     WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
+
+from raykube.timefmt import format_time
 
 GROUP = "ray.io"
 MAX_INT32 = 2**31 - 1
@@ -91,9 +93,7 @@ def _quantity_to_str(value: object) -> object:
 
 def _time_to_str(value: datetime) -> str:
     # metav1.Time is second precision, always UTC with a "Z" suffix.
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(value)
 
 
 Int32 = Annotated[int, Field(ge=-(2**31), le=MAX_INT32, json_schema_extra={"format": "int32"})]
