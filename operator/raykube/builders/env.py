@@ -11,7 +11,7 @@ from typing import Any
 
 from raykube.builders import labels
 from raykube.builders.labels import NodeType
-from raykube.builders.ray_start import GCS_PORT
+from raykube.builders.ports import GCS_PORT
 from raykube.models.raycluster import RayCluster
 
 #: Lets worker raylets outlive a GCS restart long enough for it to come back.

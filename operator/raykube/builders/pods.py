@@ -18,9 +18,8 @@ from raykube.builders import labels, owners, probes
 from raykube.builders.autoscaler import autoscaler_container
 from raykube.builders.env import ray_env
 from raykube.builders.labels import NodeType
+from raykube.builders.ports import DEFAULT_HEAD_PORTS, DEFAULT_WORKER_PORTS, container_ports
 from raykube.builders.ray_start import (
-    DEFAULT_HEAD_PORTS,
-    DEFAULT_WORKER_PORTS,
     container_shell,
     ray_start_command,
 )
@@ -47,19 +46,6 @@ class BuildContext:
 def head_service_fqdn(cluster: RayCluster, ctx: BuildContext) -> str:
     svc = labels.head_service_name(cluster.metadata.name)
     return f"{svc}.{cluster.metadata.namespace}.svc.{ctx.cluster_domain}"
-
-
-def container_ports(
-    container: Mapping[str, Any], defaults: Mapping[str, int]
-) -> list[dict[str, Any]]:
-    """The container's ports plus each default whose name and number are both unused."""
-    ports = [dict(p) for p in container.get("ports") or []]
-    names = {p.get("name") for p in ports}
-    numbers = {p.get("containerPort") for p in ports}
-    for name, number in defaults.items():
-        if name not in names and number not in numbers:
-            ports.append({"name": name, "containerPort": number, "protocol": "TCP"})
-    return ports
 
 
 def _with_probes(

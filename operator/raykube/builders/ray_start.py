@@ -14,24 +14,7 @@ from typing import Any
 
 from raykube.builders import quantities
 from raykube.builders.labels import NodeType
-
-GCS_PORT = 6379
-DASHBOARD_PORT = 8265
-CLIENT_PORT = 10001
-SERVE_PORT = 8000
-METRICS_PORT = 8080
-DASHBOARD_AGENT_PORT = 52365
-
-#: Default container ports of the head, by KubeRay's port names.
-DEFAULT_HEAD_PORTS: dict[str, int] = {
-    "gcs-server": GCS_PORT,
-    "dashboard": DASHBOARD_PORT,
-    "client": CLIENT_PORT,
-    "serve": SERVE_PORT,
-    "metrics": METRICS_PORT,
-}
-#: Worker pods expose only the metrics port by default.
-DEFAULT_WORKER_PORTS: dict[str, int] = {"metrics": METRICS_PORT}
+from raykube.builders.ports import DASHBOARD_AGENT_PORT, GCS_PORT, METRICS_PORT
 
 # Extended resources that are GPUs even though their name does not end in
 # "gpu" (NVIDIA MIG slices such as nvidia.com/mig-1g.5gb).

@@ -22,8 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from raykube.builders import hashing, labels, owners
-from raykube.builders.pods import container_ports
-from raykube.builders.ray_start import DEFAULT_HEAD_PORTS, SERVE_PORT
+from raykube.builders.ports import named_port, service_ports
 from raykube.models.base import dump
 from raykube.models.rayservice import RayService
 
@@ -62,21 +61,6 @@ def build_cluster(rs: RayService, name: str, config_hash: str) -> dict[str, Any]
         },
         "spec": spec,
     }
-
-
-def service_ports(head_ports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The named ports of a head container, KubeRay's defaults filled in."""
-    ports = container_ports({"ports": list(head_ports)}, DEFAULT_HEAD_PORTS)
-    return [
-        {
-            "name": p["name"],
-            "port": p["containerPort"],
-            "targetPort": p["containerPort"],
-            "protocol": p.get("protocol", "TCP"),
-        }
-        for p in ports
-        if p.get("name")
-    ]
 
 
 def _service(
@@ -121,12 +105,6 @@ def build_head_service(
     return _service(rs, name, spec, meta, created_by)
 
 
-def serve_port(head_ports: Sequence[Mapping[str, Any]]) -> int:
-    named = {p.get("name"): p.get("containerPort") for p in head_ports}
-    port = named.get("serve")
-    return port if isinstance(port, int) else SERVE_PORT
-
-
 def build_serve_service(
     rs: RayService, cluster: str, head_ports: Sequence[Mapping[str, Any]], created_by: str
 ) -> dict[str, Any]:
@@ -135,7 +113,7 @@ def build_serve_service(
     override = rs.spec.serve_service or {}
     over_meta = override.get("metadata") or {}
     over_spec = dict(override.get("spec") or {})
-    port = serve_port(head_ports)
+    port = named_port(head_ports, "serve")
     spec = {
         "type": "ClusterIP",
         **over_spec,

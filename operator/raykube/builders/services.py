@@ -4,25 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from raykube.builders import labels, owners
-from raykube.builders.pods import BuildContext, container_ports
-from raykube.builders.ray_start import DEFAULT_HEAD_PORTS
+from raykube.builders import labels, owners, ports
+from raykube.builders.pods import BuildContext
 from raykube.models.raycluster import RayCluster
 
 
 def head_ports(cluster: RayCluster) -> list[dict[str, Any]]:
-    """Named ports of the head container, with KubeRay's defaults filled in."""
-    container = cluster.spec.head_group_spec.ray_container()
-    source = [p for p in container_ports(container, DEFAULT_HEAD_PORTS) if p.get("name")]
-    return [
-        {
-            "name": p["name"],
-            "port": p["containerPort"],
-            "targetPort": p["containerPort"],
-            "protocol": p.get("protocol", "TCP"),
-        }
-        for p in source
-    ]
+    """Service ports for the head container's named ports, KubeRay's defaults filled in."""
+    return ports.service_ports(cluster.spec.head_group_spec.ray_container().get("ports") or [])
 
 
 def build_head_service(cluster: RayCluster, ctx: BuildContext) -> dict[str, Any]:
