@@ -36,18 +36,17 @@ import httpx
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+# Run as a script (``python bench/serve_bench.py``): the repository root gives
+# ``bench`` and ``e2e`` as packages, serve_runtime the Ray side.
 sys.path.insert(0, str(REPO / "serve_runtime"))
-sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(REPO))
 
-from loadgen import LoadResult, Send, run_load  # noqa: E402
-
+from bench.loadgen import LoadResult, Send, run_load  # noqa: E402
+from e2e.paths import manifest  # noqa: E402
 from raykube_serve import dashboard  # noqa: E402
 from raykube_serve.embeddings import sample_config  # noqa: E402
 from raykube_serve.localhead import LocalRayHead  # noqa: E402
 from raykube_serve.version import RAY_VERSION  # noqa: E402
-
-SHARED = Path(os.environ.get("RAYKUBE_SHARED_DIR", REPO.parent / "shared"))
-WALKTHROUGH = SHARED / "manifests" / "ray_v1alpha1_rayservice.yaml"
 
 _PASSAGE = (
     "ray serve routes each request through the proxy to a replica where the model "
@@ -78,7 +77,9 @@ def embeddings_app(**deployment: Any) -> dict[str, Any]:
 
 
 def full_config(head: LocalRayHead, embeddings: dict[str, Any]) -> dict[str, Any]:
-    config = dashboard.serve_config_from_manifest(WALKTHROUGH.read_text())
+    config = dashboard.serve_config_from_manifest(
+        manifest("ray_v1alpha1_rayservice.yaml").read_text()
+    )
     config["applications"].append(embeddings)
     return dashboard.on_loopback(config, head.ports.serve_http)
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
+from e2e.paths import MANIFESTS, manifest
 from localcluster.node_config import REAL_NODE_SELECTOR
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE = REPO.parent / "shared" / "manifests" / "ray_v1alpha1_rayservice.yaml"
+SAMPLE = MANIFESTS / "ray_v1alpha1_rayservice.yaml"
 RAY_VERSION = "2.60.0"
 #: Small requests so that two clusters (blue-green) and the operator fit on the
 #: node's 2 CPUs; the limits give Ray its logical CPUs (``--num-cpus``).
@@ -44,8 +44,9 @@ class Localized:
     changes: list[str] = field(default_factory=list)
 
 
-def load_sample(path: Path = SAMPLE) -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load(path.read_text())
+def load_sample(path: Path | None = None) -> dict[str, Any]:
+    """The walkthrough sample (or ``path``) as written; a clear error when missing."""
+    doc: dict[str, Any] = yaml.safe_load((path or manifest(SAMPLE.name)).read_text())
     return doc
 
 

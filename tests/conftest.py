@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from e2e import paths
+from e2e.paths import REPO
 from localcluster import controlplane, processes, versions
 from localcluster.controlplane import ControlPlane
 
-REPO = Path(__file__).resolve().parent.parent
 #: Figures measured by fixtures, printed at the end of the run.
 _FIGURES: dict[str, object] = {}
 
@@ -52,6 +53,16 @@ def control_plane() -> Iterator[ControlPlane]:
         )
         controlplane.down(state)
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def manifests() -> Path:
+    """The shared sample manifests (``e2e/paths.py``); a test that needs them
+    fails, never skips, when they are missing."""
+    try:
+        return paths.manifests_dir()
+    except paths.SharedDataMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture()

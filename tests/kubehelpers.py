@@ -12,11 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from e2e.paths import REPO
 from localcluster import processes
 from localcluster.controlplane import ControlPlane
 
 T = TypeVar("T")
-REPO = Path(__file__).resolve().parent.parent
 
 
 def wait_for(predicate: Callable[[], T | None], timeout: float = 60, interval: float = 0.5) -> T:

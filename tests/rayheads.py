@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 from typing import Any
 
+from e2e.paths import REPO, manifest
 from raykube_serve import dashboard
 from raykube_serve.localhead import LocalRayHead
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("RAYKUBE_SHARED_DIR", REPO.parent / "shared"))
-WALKTHROUGH = SHARED / "manifests" / "ray_v1alpha1_rayservice.yaml"
+WALKTHROUGH = "ray_v1alpha1_rayservice.yaml"
 PYTHONPATH = os.pathsep.join([str(REPO / "serve_runtime"), str(REPO / "tests" / "ray" / "apps")])
 
 
@@ -32,7 +30,7 @@ def start_head(num_cpus: int = 2, env: dict[str, str] | None = None) -> LocalRay
 
 def walkthrough_apps(*names: str) -> list[dict[str, Any]]:
     """The walkthrough's applications (its working_dir URLs removed: the apps are local)."""
-    config = dashboard.serve_config_from_manifest(WALKTHROUGH.read_text())
+    config = dashboard.serve_config_from_manifest(manifest(WALKTHROUGH).read_text())
     apps = config["applications"]
     return [copy.deepcopy(a) for a in apps if not names or a["name"] in names]
 

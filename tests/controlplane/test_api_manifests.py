@@ -13,13 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e.paths import manifest, manifest_files
 from localcluster.controlplane import ControlPlane
 
 pytestmark = pytest.mark.controlplane
 
-REPO = Path(__file__).resolve().parents[2]
-MANIFESTS = REPO.parent / "shared" / "manifests"
-FILES = sorted(MANIFESTS.glob("*.yaml"))
+FILES = manifest_files("*.yaml")
 MODES = {"client-side": (), "server-side": ("--server-side",)}
 
 
@@ -98,7 +97,7 @@ def test_autoscaler_patch_works_on_an_unmodified_manifest(
     control_plane: ControlPlane, namespace: str
 ) -> None:
     control_plane.kubectl(
-        "apply", "-n", namespace, "-f", str(MANIFESTS / "ray-cluster.autoscaler.yaml")
+        "apply", "-n", namespace, "-f", str(manifest("ray-cluster.autoscaler.yaml"))
     )
     patch = [
         {"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 2},
@@ -133,9 +132,9 @@ def test_autoscaler_patch_works_on_an_unmodified_manifest(
 
 def test_v1alpha1_object_reads_back_as_v1(control_plane: ControlPlane, namespace: str) -> None:
     control_plane.kubectl(
-        "apply", "-n", namespace, "-f", str(MANIFESTS / "ray_v1alpha1_rayservice.yaml")
+        "apply", "-n", namespace, "-f", str(manifest("ray_v1alpha1_rayservice.yaml"))
     )
-    (doc,) = _ray_documents(MANIFESTS / "ray_v1alpha1_rayservice.yaml")
+    (doc,) = _ray_documents(manifest("ray_v1alpha1_rayservice.yaml"))
     as_v1 = _get(control_plane, namespace, {**doc, "apiVersion": "ray.io/v1"})
     assert as_v1["apiVersion"] == "ray.io/v1"
     assert _missing(doc["spec"], as_v1["spec"]) == []
@@ -181,7 +180,7 @@ def _now() -> str:
 
 def test_get_shows_the_columns(control_plane: ControlPlane, namespace: str) -> None:
     for name in ("ray-cluster.sample.yaml", "ray-service.sample.yaml"):
-        control_plane.kubectl("apply", "-n", namespace, "-f", str(MANIFESTS / name))
+        control_plane.kubectl("apply", "-n", namespace, "-f", str(manifest(name)))
     cluster_status = {
         "desiredWorkerReplicas": 1,
         "availableWorkerReplicas": 1,

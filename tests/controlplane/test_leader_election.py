@@ -16,6 +16,7 @@ from typing import Any, cast
 import pytest
 import yaml
 
+from e2e.paths import manifest
 from localcluster.controlplane import ControlPlane
 from tests.conftest import _FIGURES
 from tests.kubehelpers import OperatorProcess, apply, get_json, wait_for
@@ -23,7 +24,6 @@ from tests.unit.test_chart import render
 
 pytestmark = pytest.mark.controlplane
 
-MANIFESTS = Path(__file__).resolve().parents[2].parent / "shared" / "manifests"
 LEASE = "raykube-leader"
 RELEASE = "rk"
 
@@ -126,7 +126,7 @@ def _reconciles(op: OperatorProcess) -> float:
 
 
 def _cluster(ns: str) -> dict[str, Any]:
-    doc = yaml.safe_load((MANIFESTS / "ray-cluster.sample.yaml").read_text())
+    doc = yaml.safe_load(manifest("ray-cluster.sample.yaml").read_text())
     # The autoscaler sidecar makes the operator create a Role: with the chart's
     # RBAC that only works if the operator holds every rule it grants.
     doc["spec"]["enableInTreeAutoscaling"] = True

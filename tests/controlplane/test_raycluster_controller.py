@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from e2e.paths import manifest
 from localcluster.controlplane import ControlPlane
 from tests.kubehelpers import OperatorProcess, apply, get_json, wait_for
 
 pytestmark = pytest.mark.controlplane
 
-MANIFESTS = Path(__file__).resolve().parents[2].parent / "shared" / "manifests"
-
 
 def _manifest(name: str, kind: str = "RayCluster") -> dict[str, Any]:
-    docs = [d for d in yaml.safe_load_all((MANIFESTS / name).read_text()) if d]
+    docs = [d for d in yaml.safe_load_all(manifest(name).read_text()) if d]
     return next(d for d in docs if d.get("kind") == kind)
 
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from e2e.paths import manifest
 from localcluster.controlplane import ControlPlane
 from raykube.builders import labels
 from tests.kubehelpers import OperatorProcess, apply, get_json, wait_for
@@ -28,15 +29,14 @@ from .rayservice_heads import HeadMapper, mapped_heads
 
 pytestmark = pytest.mark.controlplane
 
-MANIFEST = Path(__file__).resolve().parents[2].parent / "shared" / "manifests"
-WALKTHROUGH = MANIFEST / "ray_v1alpha1_rayservice.yaml"
+WALKTHROUGH = "ray_v1alpha1_rayservice.yaml"
 #: A real Ray head and Serve on this shared 2-core machine take their time.
 SERVE_TIMEOUT = 420
 
 
 def rayservice(name: str, apps: tuple[str, ...] = ("fruit_app",), **spec: Any) -> dict[str, Any]:
     """The walkthrough's RayService, its apps local (no working_dir download)."""
-    doc: dict[str, Any] = yaml.safe_load(WALKTHROUGH.read_text())
+    doc: dict[str, Any] = yaml.safe_load(manifest(WALKTHROUGH).read_text())
     doc["metadata"]["name"] = name
     config = yaml.safe_load(doc["spec"]["serveConfigV2"])
     config["applications"] = [a for a in config["applications"] if a["name"] in apps]

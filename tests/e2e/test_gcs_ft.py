@@ -35,6 +35,7 @@ import yaml
 from e2e import sample, stack
 from e2e.kube import Kubectl, app_statuses, eventually, is_ready, live, pod_ready, wait_routed
 from e2e.load import BackgroundLoad, LoadReport
+from e2e.paths import manifest
 from localcluster import images
 from localcluster.node_config import REAL_NODE_SELECTOR
 
@@ -43,14 +44,14 @@ from .rayservice import assert_no_failures, finish, pods
 
 pytestmark = pytest.mark.e2e
 
-HA = sample.SAMPLE.parent / "ray-service.high-availability.yaml"
+HA = "ray-service.high-availability.yaml"
 NAME = "rayservice-ha"
 REDIS_DOCKERFILE = stack.REPO / "tests" / "e2e" / "images" / "redis" / "Dockerfile"
 SAMPLE_CLIENT = {("Pod", "ray-pod"), ("ConfigMap", "query-config")}
 
 
 def ha_manifests(ray_image: str, redis_image: str) -> list[dict[str, Any]]:
-    docs = [d for d in yaml.safe_load_all(HA.read_text()) if d]
+    docs = [d for d in yaml.safe_load_all(manifest(HA).read_text()) if d]
     out = []
     for doc in docs:
         if (doc["kind"], doc["metadata"]["name"]) in SAMPLE_CLIENT:

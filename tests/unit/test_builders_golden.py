@@ -15,18 +15,18 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e.paths import manifest_files
 from raykube.builders.autoscaler import autoscaler_rbac
 from raykube.builders.pods import BuildContext, build_head_pod, build_worker_pod
 from raykube.builders.services import build_head_service
 from raykube.models.raycluster import RayCluster, parse_raycluster
 
-MANIFESTS = Path(__file__).resolve().parents[2].parent / "shared" / "manifests"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
 def _clusters() -> list[tuple[str, dict[str, Any]]]:
     found = []
-    for path in sorted(MANIFESTS.glob("ray-cluster.*.yaml")):
+    for path in manifest_files("ray-cluster.*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") == "RayCluster":
                 found.append((path.stem, doc))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from e2e.paths import manifest
 from raykube.decisions import conditions
 from raykube.decisions.cluster_status import Observed, compute_status, differs
 from raykube.decisions.conditions import Cond
@@ -14,13 +14,12 @@ from raykube.decisions.pods import PodView, view
 from raykube.decisions.scaling import intent_of
 from raykube.models.raycluster import parse_raycluster
 
-MANIFESTS = Path(__file__).resolve().parents[2].parent / "shared" / "manifests"
 NOW = "2026-11-22T00:00:00Z"
 LATER = "2026-11-22T01:00:00Z"
 
 
 def _cluster(**spec_changes: Any) -> Any:
-    docs = yaml.safe_load_all((MANIFESTS / "ray-cluster.sample.yaml").read_text())
+    docs = yaml.safe_load_all(manifest("ray-cluster.sample.yaml").read_text())
     doc = next(d for d in docs if d and d["kind"] == "RayCluster")
     doc["metadata"].update(namespace="ns", uid="u", generation=3)
     doc["spec"].update(spec_changes)

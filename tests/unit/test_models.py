@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from pydantic import ValidationError
 
+from e2e.paths import manifest_files
 from raykube.models import (
     MAX_INT32,
     Condition,
@@ -30,13 +30,10 @@ from raykube.models import (
     parse_rayservice,
 )
 
-# The shared test data sits beside the repository (../shared/manifests).
-MANIFESTS = Path(__file__).resolve().parents[2].parent / "shared" / "manifests"
-
 
 def _ray_documents() -> list[tuple[str, dict[str, Any]]]:
     docs = []
-    for path in sorted(MANIFESTS.glob("*.yaml")):
+    for path in manifest_files("*.yaml"):
         for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
             if doc and doc.get("apiVersion", "").startswith("ray.io/"):
                 docs.append((f"{path.name}#{i}", doc))

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from pathlib import Path
 
 import yaml
 
+from e2e.paths import manifest
 from raykube.decisions.pods import PodView, view
 from raykube.decisions.scaling import ClusterIntent, GroupIntent, fault_tolerant, plan_pods
 from raykube.models.raycluster import parse_raycluster
-
-MANIFESTS = Path(__file__).resolve().parents[2].parent / "shared" / "manifests"
 
 
 def pod(
@@ -201,7 +199,7 @@ def test_with_gcs_fault_tolerance_workers_outlive_the_head() -> None:
 
 
 def test_fault_tolerance_is_recognised_however_it_is_asked_for() -> None:
-    docs = yaml.safe_load_all((MANIFESTS / "ray-cluster.sample.yaml").read_text())
+    docs = yaml.safe_load_all(manifest("ray-cluster.sample.yaml").read_text())
     base = next(d for d in docs if d and d["kind"] == "RayCluster")
     assert not fault_tolerant(parse_raycluster(base))
     with_options = copy.deepcopy(base)
