@@ -20,7 +20,7 @@ from e2e.paths import manifest
 from localcluster.controlplane import ControlPlane
 from tests.conftest import _FIGURES
 from tests.kubehelpers import OperatorProcess, apply, get_json, wait_for
-from tests.unit.test_chart import render
+from tests.chart.test_chart import render
 
 pytestmark = pytest.mark.controlplane
 

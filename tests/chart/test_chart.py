@@ -288,7 +288,7 @@ def test_dashboard_shows_every_metric_and_only_real_ones() -> None:
 
 
 def test_dashboard_panels_do_not_overlap() -> None:
-    cells = set()
+    cells: set[tuple[int, int]] = set()
     for panel in DASHBOARD["panels"]:
         g = panel["gridPos"]
         area = {

@@ -16,7 +16,7 @@ from raykube.builders.autoscaler import autoscaler_rbac
 from raykube.models.raycluster import RayCluster
 from raykube.rbac import scan
 from raykube.rbac.__main__ import main
-from tests.unit.test_chart import MODES, REPO, of_kind, render
+from tests.chart.test_chart import MODES, REPO, of_kind, render
 
 Triple = tuple[str, str, str]  # (apiGroup, resource, verb)
 USES = rbac.uses()
