@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -11,6 +10,7 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 
+from localcluster import processes
 from localcluster.controlplane import ControlPlane
 
 T = TypeVar("T")
@@ -42,15 +42,8 @@ class Kubectl:
 
 
 def eventually(check: Callable[[], T | None], timeout: float, what: str, every: float = 1.0) -> T:
-    """``check()``'s first truthy answer; AssertionError naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+    """``processes.wait_until`` at the e2e flows' pace (once a second)."""
+    return processes.wait_until(what, check, timeout=timeout, interval=every)
 
 
 def live(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -16,6 +16,9 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class ComponentFailed(RuntimeError):
@@ -104,25 +107,60 @@ def log_tail(state: Path, name: str, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+class WaitTimeout(AssertionError):
+    """``wait_until`` gave up; the message names what it waited for and the last answer."""
+
+
 def wait_until(
-    name: str,
-    check: Callable[[], bool],
-    state: Path,
-    pid: int,
+    what: str,
+    check: Callable[[], T | None],
+    state: Path | None = None,
+    pid: int | None = None,
     timeout: float = 90.0,
-) -> None:
-    """Poll ``check`` until true; fail fast, with the log, if the process died."""
+    *,
+    interval: float = 0.2,
+    retry_on: tuple[type[Exception], ...] = (),
+) -> T:
+    """Poll ``check`` until it returns something truthy, and return that.
+
+    The repository's one polling helper: the local cluster's start-up, every
+    test tier, the e2e flows and the benchmarks wait through it. ``what`` names
+    what is awaited; on timeout ``WaitTimeout`` (an AssertionError, so a test
+    reads as failed, not errored) says it with the last answer and the last
+    exception. ``check`` runs at least once, and the last sleep stops at the
+    deadline. Exceptions from ``check`` propagate (a check may decide the wait
+    is hopeless, e.g. the process it waits on exited), except ``retry_on``,
+    which count as "not yet".
+
+    With ``state`` and ``pid`` it waits for a component we started: every
+    exception counts as "not yet" (a starting server refuses connections), the
+    wait ends at once, with the component's log, if the process dies, and the
+    failure is ``ComponentFailed``.
+    """
+    component = state is not None and pid is not None
+    retry = (Exception,) if component else retry_on
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            raise ComponentFailed(f"{name} exited during start-up:\n{log_tail(state, name)}")
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(0.2)
-    raise ComponentFailed(
-        f"{name} did not become healthy within {timeout:.0f}s:\n{log_tail(state, name)}"
-    )
+    last: T | None = None
+    error: Exception | None = None
+    while True:
+        if state is not None and pid is not None and not alive(pid):
+            raise ComponentFailed(f"{what} exited during start-up:\n{log_tail(state, what)}")
+        try:
+            last, error = check(), None
+        except retry as exc:
+            last, error = None, exc
+        if last:
+            return last
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(interval, left))
+    if state is not None and component:
+        raise ComponentFailed(
+            f"{what} did not become healthy within {timeout:.0f}s:\n{log_tail(state, what)}"
+        )
+    because = f"; last error: {error!r}" if error is not None else ""
+    raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}{because}")
 
 
 def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:

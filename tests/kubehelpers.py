@@ -19,16 +19,16 @@ from localcluster.controlplane import ControlPlane
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T | None], timeout: float = 60, interval: float = 0.5) -> T:
-    """Poll until ``predicate`` returns something truthy; fail with the last value."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
+def wait_for(
+    predicate: Callable[[], T | None],
+    timeout: float = 60,
+    interval: float = 0.5,
+    what: str = "",
+) -> T:
+    """``processes.wait_until`` with the API-server tiers' pace (each poll is a
+    kubectl run: twice a second is plenty on two cores)."""
+    name = what or getattr(predicate, "__name__", "a condition")
+    return processes.wait_until(name, predicate, timeout=timeout, interval=interval)
 
 
 def get_json(cp: ControlPlane, *args: str) -> Any:
@@ -72,7 +72,7 @@ class OperatorProcess:
                 start_new_session=True,
                 cwd=REPO,
             )
-        wait_for(self._healthy, timeout=60)
+        wait_for(self._healthy, timeout=60, what="the operator's /healthz")
 
     def _healthy(self) -> bool:
         assert self.proc is not None

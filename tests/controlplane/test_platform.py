@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from localcluster.controlplane import ControlPlane
+from tests.kubehelpers import wait_for
 
 pytestmark = pytest.mark.controlplane
 
@@ -51,17 +52,6 @@ WIDGET_CRD = {
 
 def _get(cp: ControlPlane, *args: str) -> Any:
     return json.loads(cp.kubectl("get", *args, "-o", "json").stdout)
-
-
-def _wait_for(predicate: Any, timeout: float = 60, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +168,7 @@ def test_deployment_pods_run_on_kwok_cpu_nodes(control_plane: ControlPlane, name
         ok = len(pods) == 3 and all(p["status"].get("phase") == "Running" for p in pods)
         return pods if ok else None
 
-    pods = _wait_for(running, timeout=90)
+    pods = wait_for(running, timeout=90)
     nodes = {p["spec"]["nodeName"] for p in pods}
     assert all(n.startswith("kwok-cpu-") for n in nodes), nodes
     assert all(p["status"].get("podIP") for p in pods)
@@ -201,7 +191,7 @@ def test_gpu_pods_land_only_on_gpu_nodes(control_plane: ControlPlane, namespace:
         ok = len(pods) == 2 and all(p["status"].get("phase") == "Running" for p in pods)
         return pods if ok else None
 
-    pods = _wait_for(gpu_running, timeout=90)
+    pods = wait_for(gpu_running, timeout=90)
     assert {p["spec"]["nodeName"][:9] for p in pods} == {"kwok-gpu-"}
 
     def unschedulable() -> dict[str, Any] | None:
@@ -212,7 +202,7 @@ def test_gpu_pods_land_only_on_gpu_nodes(control_plane: ControlPlane, namespace:
                     return pod
         return None
 
-    pod = _wait_for(unschedulable, timeout=60)
+    pod = wait_for(unschedulable, timeout=60)
     assert not pod["spec"].get("nodeName")
 
 
@@ -253,4 +243,4 @@ def test_owner_reference_garbage_collection(
         res = control_plane.kubectl("get", "configmap", "child", "-n", namespace, check=False)
         return res.returncode != 0 and "NotFound" in res.stderr
 
-    _wait_for(gone, timeout=60)
+    wait_for(gone, timeout=60)

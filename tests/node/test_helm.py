@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from localcluster import images, kwok, versions
+from localcluster import images, kwok, processes, versions
 from localcluster.node import LocalCluster
 
 pytestmark = pytest.mark.node
@@ -66,14 +66,7 @@ def helm(cluster: LocalCluster, *args: str) -> str:
 
 
 def eventually(check: Any, timeout: float = 120, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: last={last!r}")
+    return processes.wait_until(what or "a condition", check, timeout=timeout, interval=1)
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,13 @@ apiserver."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from localcluster import images, node_config
+from localcluster import images, node_config, processes
 from localcluster.node import LocalCluster
 
 pytestmark = pytest.mark.node
@@ -21,14 +20,7 @@ REAL = node_config.REAL_NODE_SELECTOR
 
 
 def _eventually(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: last={last!r}")
+    return processes.wait_until(what or "a condition", check, timeout=timeout, interval=0.5)
 
 
 def _apply(cluster: LocalCluster, ns: str, *docs: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from localcluster import processes
 from raykube.adapters.dashboard import DashboardClient, DashboardError, Head, Retry
 from raykube.decisions.rayservice_view import ServeSnapshot, snapshot
 from raykube_serve.localhead import LocalRayHead, free_port
@@ -30,33 +31,37 @@ SLOW = httpx.Timeout(60.0, connect=5.0)
 
 
 def wait_until_up(url: str, within: float = 120) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=10).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"{url} never answered")
+    processes.wait_until(
+        f"{url} to answer 200",
+        lambda: httpx.get(url, timeout=10).status_code == 200,
+        timeout=within,
+        interval=1,
+        retry_on=(httpx.HTTPError,),
+    )
 
 
 async def wait_for_apps(
     client: DashboardClient, head: Head, want: dict[str, str], within: float = DEPLOY_TIMEOUT
 ) -> ServeSnapshot:
     """Poll GET until each named app has the wanted status; the last snapshot."""
-    deadline = time.monotonic() + within
-    snap = ServeSnapshot(reachable=False)
-    while time.monotonic() < deadline:
-        try:
-            details = await client.get_applications(head)
-            snap = snapshot(details, await client.proxy_healthy(head))
-        except DashboardError:
-            pass
-        if all(n in snap.apps and snap.apps[n].status == s for n, s in want.items()):
-            return snap
-        await asyncio.sleep(1)
-    raise AssertionError(f"apps not {want} after {within}s: {snap}")
+    loop = asyncio.get_running_loop()
+
+    async def look() -> ServeSnapshot | None:
+        details = await client.get_applications(head)
+        snap = snapshot(details, await client.proxy_healthy(head))
+        ok = all(n in snap.apps and snap.apps[n].status == s for n, s in want.items())
+        return snap if ok else None
+
+    # The one (blocking) poller runs in a thread; each look runs on this loop,
+    # where the client's connections live.
+    return await asyncio.to_thread(
+        processes.wait_until,
+        f"apps {want}",
+        lambda: asyncio.run_coroutine_threadsafe(look(), loop).result(),
+        timeout=within,
+        interval=1,
+        retry_on=(DashboardError,),
+    )
 
 
 def order(head: LocalRayHead, route: str, body: list[Any]) -> tuple[int, str]:
