@@ -115,6 +115,7 @@ class DashboardClient:
         *,
         retry: Retry | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if access == "apiserver-proxy" and proxy is None:
             raise ValueError("apiserver-proxy access needs the Kubernetes client")
@@ -129,6 +130,8 @@ class DashboardClient:
             # Heads are in-cluster (or loopback) addresses: never through an
             # HTTP proxy that the environment may name for other traffic.
             trust_env=False,
+            # Tests serve the dashboard from memory (httpx.MockTransport).
+            transport=transport,
         )
 
     async def close(self) -> None:
