@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from localcluster import build, controlplane, images, kwok, node
+from localcluster import build, compose, controlplane, images, kwok, node
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,14 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         print(build.build_all())
     elif args.cmd == "up":
         plan = kwok.NodePlan(cpu_nodes=args.cpu_nodes, gpu_nodes=args.gpu_nodes)
-        if args.node:
-            cp = node.cluster_up(state, crds=args.crds, nodes=plan).cp
-        else:
-            cp = controlplane.up(state, crds=args.crds, nodes=plan)
+        cp = compose.up(state, crds=args.crds, nodes=plan, real_node=args.node)
         print(f"export KUBECONFIG={cp.kubeconfig}")
         print(f"kubectl: {cp.bin / 'kubectl'}")
     elif args.cmd == "down":
-        stopped = controlplane.down(state)
+        stopped = compose.down(state)
         print("stopped: " + (", ".join(stopped) or "nothing was running"))
     elif args.cmd == "status":
         running = controlplane.status(state)

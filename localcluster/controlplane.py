@@ -347,11 +347,13 @@ def up(
 
 
 def down(state: Path | None = None) -> list[str]:
-    """Stop every process this state directory started, by PID."""
-    state = state or default_state()
-    from localcluster import node  # late: the node module builds on this one
+    """Stop the control plane's processes (and kwok) of this state directory, by PID.
 
-    return node.node_down(state) + processes.stop_all(state, STOP_ORDER)
+    A real node attached to it is not stopped here: ``localcluster.compose.down``
+    (or ``node.cluster_down``) stops the node first, then this.
+    """
+    state = state or default_state()
+    return processes.stop_all(state, STOP_ORDER)
 
 
 def status(state: Path | None = None) -> dict[str, bool]:

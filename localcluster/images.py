@@ -28,14 +28,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from localcluster import versions
+from localcluster import controlplane, node_record, versions
 from localcluster.processes import ComponentFailed
 from localcluster.progress import Progress
 
@@ -108,23 +109,6 @@ def _run(argv: list[str], what: str, **kwargs: Any) -> subprocess.CompletedProce
 
 # --------------------------------------------------------------------------
 # docker-archive writing (stdlib only)
-
-
-class _HashingWriter(io.RawIOBase):
-    """A write-only file that hashes what passes through it."""
-
-    def __init__(self, target: IO[bytes]) -> None:
-        self.target = target
-        self.digest = hashlib.sha256()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        data = bytes(b)
-        self.digest.update(data)
-        self.target.write(data)
-        return len(data)
 
 
 def _image_config(diff_id: str, config: dict[str, Any]) -> bytes:
@@ -533,9 +517,8 @@ def run_cli(args: argparse.Namespace, state: Path | None = None) -> int:
         build_args=build_args,
         progress=progress,
     )
-    from localcluster import node  # a node may be running: give it the image
-
-    socket = node.running_containerd_socket(state)
+    # A node may be running: give it the image.
+    socket = node_record.running_containerd_socket(state or controlplane.default_state())
     if socket is not None:
         import_image(socket, image)
         progress.step(f"imported into the node's containerd ({socket})")
@@ -555,6 +538,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     raise SystemExit(main(sys.argv[1:]))

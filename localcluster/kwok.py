@@ -8,19 +8,36 @@ scheduler decides on a real cluster.
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from localcluster import processes
-
-if TYPE_CHECKING:
-    from localcluster.controlplane import ControlPlane
 
 # Pod IPs handed out by kwok; kept apart from any real node's pod CIDR.
 POD_CIDR = "10.250.0.0/16"
 MANAGED_ANNOTATION = "kwok.x-k8s.io/node"
 NODE_KIND_LABEL = "raykube.io/node-kind"
 GPU_RESOURCE = "nvidia.com/gpu"
+
+
+class ControlPlane(Protocol):
+    """What kwok needs of ``controlplane.ControlPlane``, which starts kwok: so this
+    module need not import the one above it."""
+
+    @property
+    def state(self) -> Path: ...
+    @property
+    def bin(self) -> Path: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def kubeconfig(self) -> Path: ...
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]: ...
 
 
 @dataclass(frozen=True)

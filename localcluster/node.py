@@ -30,13 +30,14 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -53,61 +54,16 @@ from localcluster import (
 )
 from localcluster.controlplane import ControlPlane
 from localcluster.netns import NodeNet
-from localcluster.node_config import NodePaths
+from localcluster.node_record import Node, node_state
 from localcluster.processes import ComponentFailed
 from localcluster.progress import Progress
 
-NODE_DIR = "node"
 CGROUP_FS = Path("/sys/fs/cgroup")
 # Stop clients before what they talk to; the holder (mount namespace) last.
 STOP_ORDER = ["coredns", "kube-proxy", "kubelet", "containerd", "apiserver-relay", "holder"]
 # Directories the private mount namespace mounts over; they must exist on
 # the host to be mount points (empty directories, left in place).
 _MOUNT_POINTS = (Path("/var/lib/cni"), Path("/var/log/containers"))
-
-
-@dataclass
-class Node:
-    """One running node; saved as ``<cluster state>/node/node.json``."""
-
-    state: Path
-    slot: int
-    service_cidr: str
-    name: str
-    apiserver_port: int
-    pids: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def net(self) -> NodeNet:
-        return NodeNet(self.slot, self.service_cidr)
-
-    @property
-    def paths(self) -> NodePaths:
-        return NodePaths(self.state, containerd_root(self.slot))
-
-    @property
-    def cgroup_root(self) -> str:
-        return f"/raykube-node-{self.slot}"
-
-    def save(self) -> None:
-        data = asdict(self)
-        data["state"] = str(self.state)
-        (self.state / "node.json").write_text(json.dumps(data, indent=2))
-
-    @classmethod
-    def load(cls, state: Path) -> Node:
-        data = json.loads((state / "node.json").read_text())
-        data["state"] = Path(data["state"])
-        return cls(**data)
-
-
-def containerd_root(slot: int) -> Path:
-    """Kept across runs, per slot: imported images survive (warm start)."""
-    return versions.cache_root() / "containerd" / f"slot-{slot}"
-
-
-def node_state(cluster_state: Path) -> Path:
-    return cluster_state / NODE_DIR
 
 
 # --------------------------------------------------------------------------
@@ -469,8 +425,6 @@ def _start_relay(node: Node) -> None:
 
 
 def _https_answers(url: str) -> bool:
-    import ssl
-
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     with contextlib.suppress(urllib.error.HTTPError):
@@ -684,31 +638,9 @@ def _cluster_alive(cluster_state: Path | None) -> bool:
     return bool(running) and running.get("kube-apiserver", False)
 
 
-def running_containerd_socket(cluster_state: Path | None) -> Path | None:
-    state = node_state(cluster_state or controlplane.default_state())
-    if not (state / "node.json").exists():
-        return None
-    node = Node.load(state)
-    sock = node.paths.containerd_socket
-    return sock if sock.exists() and processes.alive(node.pids.get("containerd", 0)) else None
-
-
 def status(cluster_state: Path) -> dict[str, bool]:
     state = node_state(cluster_state)
     return {name: processes.alive(pid) for name, pid in sorted(_read_pids(state).items())}
-
-
-def memory_bytes(node: Node) -> int:
-    """Resident memory (VmRSS) of every process of the node: daemons and pods."""
-    return sum(_rss(pid) for pid in cgroup_pids(node.cgroup_root))
-
-
-def _rss(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 # --------------------------------------------------------------------------
