@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from raykube.cli import run
+
 
 def main() -> int:
-    from raykube.cli import run
-
     return run()
 
 

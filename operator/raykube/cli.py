@@ -12,15 +12,15 @@ from prometheus_client import start_http_server
 
 from raykube import leader, logs, settings
 
+# Imported for its side effect: it registers the handlers with kopf's default registry.
+from raykube.handlers import registration  # noqa: F401
+
 log = logging.getLogger("raykube")
 
 
 def run(argv: list[str] | None = None) -> int:
     cfg = settings.from_args(argv)
     logs.configure(cfg.log_format, cfg.log_level)
-    # Registers the handlers with kopf's default registry.
-    from raykube.handlers import registration  # noqa: F401
-
     start_http_server(cfg.metrics_port, addr=cfg.bind_host)
     log.info(
         "raykube starting",

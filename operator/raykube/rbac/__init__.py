@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kopf
+
 from raykube.adapters import kube
+from raykube.handlers import registration  # registers the handlers kopf_uses() reads
 from raykube.rbac import scan
 from raykube.rbac.scan import Scanner, Unresolved, Use, load
 
@@ -70,10 +73,6 @@ RULE_SETS = (
 
 def kopf_uses() -> list[Use]:
     """List/watch (and patch) of every resource a registered kopf handler watches."""
-    import kopf
-
-    from raykube.handlers import registration  # registers the handlers
-
     registry = kopf.get_default_registry()
     # kopf keeps its handler registries private; pinned kopf version, see pyproject.toml.
     parts: dict[str, tuple[Any, tuple[str, ...]]] = {

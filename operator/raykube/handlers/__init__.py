@@ -1,0 +1,1 @@
+"""kopf shell: handler registration, the reconcile queue and the reconcilers it runs."""
