@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import ray
+import yaml
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -150,8 +151,6 @@ app = Embedder.bind()
 
 def sample_config() -> dict[str, Any]:
     """configs/embeddings.yaml: the serve config with autoscaling, as a dict."""
-    import yaml
-
     text = (resources.files("raykube_serve") / "configs" / "embeddings.yaml").read_text()
     config: dict[str, Any] = yaml.safe_load(text)
     return config

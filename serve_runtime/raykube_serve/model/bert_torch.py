@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
+from safetensors.torch import load_file
 
 from raykube_serve.model.files import BertConfig
 
@@ -20,9 +22,6 @@ class TorchBert:
     """Token ids in, last hidden states out, computed on `device`."""
 
     def __init__(self, directory: Path, config: BertConfig, device: str) -> None:
-        import torch
-        from safetensors.torch import load_file
-
         self._torch = torch
         self.config = config
         self.device = device

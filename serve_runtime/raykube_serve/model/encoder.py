@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from tokenizers import Tokenizer
 
 from raykube_serve.model.bert_numpy import NumpyBert
 from raykube_serve.model.files import BertConfig, load_config, load_weights, model_dir
@@ -83,8 +84,6 @@ class SentenceEncoder:
 
     @classmethod
     def load(cls, directory: Path | None = None, backend: str | None = None) -> SentenceEncoder:
-        from tokenizers import Tokenizer
-
         directory = directory or model_dir()
         config = load_config(directory)
         tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))

