@@ -1,5 +1,6 @@
 """Ray's ports, by KubeRay's port names, and how container ports become
-Service ports: written once for pods, head Services and RayService Services."""
+Service ports: written once for pods, head Services, RayService Services and
+the dashboard client (a leaf module: it imports nothing of ours)."""
 
 from __future__ import annotations
 

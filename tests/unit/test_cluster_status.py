@@ -8,10 +8,11 @@ import yaml
 
 from e2e.paths import manifest
 from raykube.decisions import conditions
-from raykube.decisions.cluster_status import Observed, compute_status, differs
+from raykube.decisions.cluster_status import Observed, compute_status
 from raykube.decisions.conditions import Cond
 from raykube.decisions.pods import PodView, view
 from raykube.decisions.scaling import intent_of
+from raykube.decisions.status_patch import differs
 from raykube.models.raycluster import parse_raycluster
 
 NOW = "2026-11-22T00:00:00Z"

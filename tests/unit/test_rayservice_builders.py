@@ -9,10 +9,10 @@ from raykube.builders.rayservice import (
     build_cluster,
     build_head_service,
     build_serve_service,
-    service_ports,
 )
 from raykube.decisions.rayservice_view import cluster_view
 from raykube.models.raycluster import parse_raycluster
+from raykube.ports import service_ports
 
 from .rayservice_helpers import service
 

@@ -43,7 +43,7 @@ opens for a registered handler, or a rule of a Role the operator creates.
   verbs: ["create", "patch"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["create", "delete", "get", "list", "patch", "watch"]
+  verbs: ["create", "delete", "list", "patch", "watch"]
 - apiGroups: ["ray.io"]
   resources: ["rayclusters"]
   verbs: ["create", "delete", "get", "list", "patch", "watch"]

@@ -29,10 +29,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
 import httpx
+
+from raykube import metrics
+from raykube.ports import DASHBOARD_PORT, SERVE_PORT
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +55,8 @@ class Head:
     namespace: str
     #: The cluster's own head Service (``<cluster>-head-svc``).
     service: str
-    dashboard_port: int = 8265
-    serve_port: int = 8000
+    dashboard_port: int = DASHBOARD_PORT
+    serve_port: int = SERVE_PORT
     #: Explicit base URLs (``http://host:port``); empty means "by the setting".
     dashboard_url: str = ""
     serve_url: str = ""
@@ -200,6 +204,26 @@ class DashboardClient:
         raise last
 
     async def _once(
+        self,
+        method: str,
+        head: Head,
+        port: Port,
+        path: str,
+        read_timeout: float | None,
+        body: Any = None,
+    ) -> tuple[int, bytes]:
+        """One request, timed by endpoint (method and path) and answer code (0: none)."""
+        endpoint = f"{method} {path.split('?', 1)[0]}"
+        started = time.monotonic()
+        code = 0
+        try:
+            code, data = await self._exchange(method, head, port, path, read_timeout, body)
+            return code, data
+        finally:
+            elapsed = time.monotonic() - started
+            metrics.DASHBOARD_SECONDS.labels(endpoint, str(code)).observe(elapsed)
+
+    async def _exchange(
         self,
         method: str,
         head: Head,

@@ -90,6 +90,20 @@ class ApiError(Exception):
     def conflict(self) -> bool:
         return self.status == 409
 
+    @property
+    def invalid(self) -> bool:
+        """The server judged the request itself wrong: retrying it unchanged cannot help."""
+        return self.status in (400, 422)
+
+    @property
+    def forbidden(self) -> bool:
+        return self.status == 403
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """Creation refused because the namespace is being deleted (its objects go with it)."""
+        return self.status == 403 and "being terminated" in self.message
+
 
 def _status_error(code: int, data: bytes) -> ApiError:
     try:
@@ -170,11 +184,6 @@ class Kube:
                 return None
             raise
 
-    async def list(self, res: Resource, namespace: str | None, selector: str = "") -> list[JSON]:
-        query = {"labelSelector": selector} if selector else None
-        items = (await self._call("GET", res.path(namespace), query=query)).get("items", [])
-        return cast(list[JSON], items)
-
     async def apply(self, obj: JSON, *, dry_run: bool = False) -> JSON:
         """Server-side apply; the object must carry apiVersion, kind and name."""
         res = BY_KIND[obj["kind"]]
@@ -243,24 +252,6 @@ class Kube:
             body=patch,
             content_type=content,
         )
-
-    async def proxy_get(
-        self, namespace: str, service: str, port: int, path: str
-    ) -> tuple[int, bytes]:
-        """GET through the API server's service proxy (operator outside the cluster)."""
-        url = f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy{path}"
-        try:
-            resp = await self._api.call_api(
-                url,
-                "GET",
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=10,
-            )
-        except ApiException as exc:
-            return int(exc.status or 0), str(exc.body or "").encode()
-        raw = resp[0] if isinstance(resp, tuple) else resp
-        return int(raw.status), await raw.read()
 
     async def proxy(
         self,

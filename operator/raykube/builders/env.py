@@ -11,8 +11,8 @@ from typing import Any
 
 from raykube.builders import labels
 from raykube.builders.labels import NodeType
-from raykube.builders.ports import GCS_PORT
 from raykube.models.raycluster import RayCluster
+from raykube.ports import GCS_PORT
 
 #: Lets worker raylets outlive a GCS restart long enough for it to come back.
 GCS_RECONNECT_TIMEOUT_S = "600"

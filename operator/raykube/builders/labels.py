@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from raykube.models.rayservice import RayService
+
 NodeType = Literal["head", "worker"]
 
 IS_RAY_NODE = "ray.io/is-ray-node"
@@ -17,9 +19,6 @@ CREATED_BY = "app.kubernetes.io/created-by"
 ORIGINATED_FROM_CRD = "ray.io/originated-from-crd"
 ORIGINATED_FROM_CR = "ray.io/originated-from-cr-name"
 HEAD_GROUP = "headgroup"
-
-#: Annotation holding the hash of the spec a pod was built from.
-POD_SPEC_HASH = "ray.io/pod-template-hash"
 
 
 def head_service_name(cluster: str) -> str:
@@ -50,11 +49,6 @@ def pod_labels(cluster: str, node_type: NodeType, group: str, created_by: str) -
         APP_NAME: "kuberay",
         CREATED_BY: created_by,
     }
-
-
-def cluster_selector(cluster: str) -> str:
-    """Label selector of every pod of one cluster."""
-    return f"{CLUSTER}={cluster}"
 
 
 def head_selector_labels(cluster: str) -> dict[str, str]:
@@ -113,6 +107,15 @@ def rayservice_head_service_name(service: str) -> str:
 
 def rayservice_serve_service_name(service: str) -> str:
     return f"{service}-serve-svc"
+
+
+def serve_service_name(rs: RayService) -> str:
+    """The serve Service of a RayService: ``serveService.metadata.name`` or ``<rs>-serve-svc``."""
+    override = (rs.spec.serve_service or {}).get("metadata") or {}
+    name = override.get("name")
+    return (
+        name if isinstance(name, str) and name else rayservice_serve_service_name(rs.metadata.name)
+    )
 
 
 def rayservice_labels(service: str) -> dict[str, str]:

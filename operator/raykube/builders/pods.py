@@ -18,13 +18,13 @@ from raykube.builders import labels, owners, probes
 from raykube.builders.autoscaler import autoscaler_container
 from raykube.builders.env import ray_env
 from raykube.builders.labels import NodeType
-from raykube.builders.ports import DEFAULT_HEAD_PORTS, DEFAULT_WORKER_PORTS, container_ports
 from raykube.builders.ray_start import (
     container_shell,
     ray_start_command,
 )
 from raykube.models.clusterspec import WorkerGroupSpec
 from raykube.models.raycluster import RayCluster
+from raykube.ports import DEFAULT_HEAD_PORTS, DEFAULT_WORKER_PORTS, container_ports
 
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the API server's generateName alphabet
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from raykube.builders.labels import NodeType
-from raykube.builders.ports import DASHBOARD_AGENT_PORT, DASHBOARD_PORT, SERVE_PORT
+from raykube.ports import DASHBOARD_AGENT_PORT, DASHBOARD_PORT, SERVE_PORT
 
 HTTP_HEALTHZ_SINCE = (2, 53)
 

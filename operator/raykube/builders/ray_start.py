@@ -14,7 +14,7 @@ from typing import Any
 
 from raykube.builders import quantities
 from raykube.builders.labels import NodeType
-from raykube.builders.ports import DASHBOARD_AGENT_PORT, GCS_PORT, METRICS_PORT
+from raykube.ports import DASHBOARD_AGENT_PORT, GCS_PORT, METRICS_PORT
 
 # Extended resources that are GPUs even though their name does not end in
 # "gpu" (NVIDIA MIG slices such as nvidia.com/mig-1g.5gb).

@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from raykube.builders import hashing, labels, owners
-from raykube.builders.ports import named_port, service_ports
 from raykube.models.base import dump
 from raykube.models.rayservice import RayService
+from raykube.ports import named_port, service_ports
 
 
 def group_sizes(rs: RayService) -> dict[str, list[int]]:
@@ -121,5 +121,4 @@ def build_serve_service(
         or [{"name": "serve", "port": port, "targetPort": port, "protocol": "TCP"}],
         "selector": labels.serve_selector_labels(cluster),
     }
-    name = over_meta.get("name") or labels.rayservice_serve_service_name(rs.metadata.name)
-    return _service(rs, str(name), spec, over_meta, created_by)
+    return _service(rs, labels.serve_service_name(rs), spec, over_meta, created_by)

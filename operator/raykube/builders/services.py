@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from raykube.builders import labels, owners, ports
+from raykube import ports
+from raykube.builders import labels, owners
 from raykube.builders.pods import BuildContext
 from raykube.models.raycluster import RayCluster
 

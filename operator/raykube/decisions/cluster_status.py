@@ -163,7 +163,32 @@ def compute_status(
     return {k: v for k, v in status.items() if v != "" or k == "state"}
 
 
-def differs(stored: Mapping[str, Any] | None, computed: Mapping[str, Any]) -> bool:
-    """True when writing ``computed`` would change anything (time stamps aside)."""
-    stored = stored or {}
-    return any(stored.get(k) != v for k, v in computed.items() if k != "lastUpdateTime")
+#: A status message longer than this is cut, with a marker saying so.
+MAX_REASON = 1024
+INVALID_SPEC = "InvalidRayClusterSpec"
+
+
+def invalid_status(
+    stored: Mapping[str, Any] | None, message: str, generation: int | None, now: str
+) -> dict[str, Any]:
+    """The status of a RayCluster whose spec the models refuse: ``failed`` (as
+    KubeRay users read it) and a ``ReplicaFailure`` condition saying why; the
+    other conditions are kept as they were."""
+    status = dict(stored or {})
+    text = message if len(message) <= MAX_REASON else message[: MAX_REASON - 14] + " ...(truncated)"
+    previous = status.get("conditions") or []
+    kept = [
+        Cond(
+            str(c.get("type")),
+            c.get("status") == "True",
+            str(c.get("reason", "")),
+            c.get("message", ""),
+        )
+        for c in previous
+        if c.get("type") != REPLICA_FAILURE
+    ]
+    wanted = [*kept, Cond(REPLICA_FAILURE, True, INVALID_SPEC, text)]
+    status["conditions"] = conditions.merge(previous, wanted, generation, now)
+    status["state"] = "failed"
+    status["reason"] = text
+    return status

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from raykube.builders import labels
@@ -41,6 +42,14 @@ from raykube.timefmt import format_time
 
 #: After a submission, zero applications on the head is not yet a lost config.
 RESUBMIT_GRACE_SECONDS = 10
+
+
+class SubmitReason(StrEnum):
+    """Why the goal serve config is sent to a cluster; the event says so."""
+
+    FIRST = "FirstSubmission"
+    CHANGED = "ServeConfigChanged"
+    HEAD_LOST_APPS = "HeadLostApplications"
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,7 @@ class Observed:
 class Plan:
     clusters: ClusterPlan
     #: Clusters to send the goal serve config to, and why.
-    submit: list[tuple[ClusterView, str]] = field(default_factory=list)
+    submit: list[tuple[ClusterView, SubmitReason]] = field(default_factory=list)
     #: JSON Patch ops (and the record they leave) copying group sizes.
     scaling: list[tuple[ClusterView, list[dict[str, Any]], dict[str, list[int]]]] = field(
         default_factory=list
@@ -125,7 +134,7 @@ def serving(obs: Observed, cluster: ClusterView) -> bool:
     )
 
 
-def submission(obs: Observed, cluster: ClusterView) -> str | None:
+def submission(obs: Observed, cluster: ClusterView) -> SubmitReason | None:
     """Why the goal config must be (re)sent to this cluster now, if it must."""
     goal, snap = obs.goal, obs.snap(cluster)
     if not goal.valid or not goal.hash or not obs.head_ready(cluster) or not snap.reachable:
@@ -133,11 +142,11 @@ def submission(obs: Observed, cluster: ClusterView) -> str | None:
     if obs.rejected.get(cluster.name) == goal.hash:
         return None  # Ray refused this very config here; wait for a new one
     if cluster.serve_hash != goal.hash:
-        return "ServeConfigChanged" if cluster.serve_hash else "FirstSubmission"
+        return SubmitReason.CHANGED if cluster.serve_hash else SubmitReason.FIRST
     submitted = cluster.serve_submitted_at
     settled = submitted is None or (obs.now - submitted).total_seconds() >= RESUBMIT_GRACE_SECONDS
     if goal.app_names and not snap.apps and settled:
-        return "HeadLostApplications"
+        return SubmitReason.HEAD_LOST_APPS
     return None
 
 
@@ -175,7 +184,7 @@ def _bookkeeping(obs: Observed, plan: Plan) -> None:
     for cluster in _members(obs.roles):
         if goal.hash and serving(obs, cluster) and cluster.serve_healthy_hash != goal.hash:
             plan.notes.append((cluster, {labels.SERVE_CONFIG_HEALTHY_HASH: goal.hash}))
-    serving_now = obs.roles.pending if plan.clusters.switch else obs.roles.active
+    serving_now = serving_after(obs, plan)
     text = obs.service.spec.serve_config_v2 or ""
     if (
         serving_now is not None
@@ -184,6 +193,51 @@ def _bookkeeping(obs: Observed, plan: Plan) -> None:
         and text != obs.last_good
     ):
         plan.last_good = text
+
+
+def serving_after(obs: Observed, plan: Plan) -> ClusterView | None:
+    """The cluster traffic goes to once the plan is carried out."""
+    roles = obs.roles
+    if plan.clusters.switch:
+        return roles.pending
+    return None if plan.deleted(roles.active) else roles.active
+
+
+def pending_after(
+    obs: Observed, plan: Plan, created: ClusterView | None = None
+) -> ClusterView | None:
+    """The cluster being prepared once the plan is carried out (``created`` if
+    this pass built one)."""
+    pending = obs.roles.pending
+    if created is not None:
+        return created
+    return None if plan.clusters.switch or plan.leaving(pending) else pending
+
+
+def count_endpoints(cluster: ClusterView | None, pods: Sequence[PodView], plan: Plan) -> int:
+    """Ready pods of ``cluster`` the serve Service selects once head labels are flipped."""
+    if cluster is None:
+        return 0
+    relabelled = {pod.name: serving for pod, serving in plan.serve_labels}
+    return sum(
+        1
+        for pod in pods
+        if pod.ready and not pod.terminating and relabelled.get(pod.name, pod.serve_label)
+    )
+
+
+def upgrade_cause(plan: Plan, active: ClusterView | None, pending: ClusterView | None) -> str:
+    """Why a second cluster exists, for the UpgradeInProgress condition."""
+    if active is None or pending is None:
+        return ""
+    if pending.config_hash != active.config_hash:
+        return "rayClusterConfig changed"
+    verdict = plan.verdict
+    return (
+        f"{active.name} is unhealthy: {verdict.message}"
+        if verdict
+        else "replacing an unhealthy cluster"
+    )
 
 
 def _head_labels(obs: Observed, plan: Plan) -> None:

@@ -215,7 +215,7 @@ def _upgrade_condition(inp: StatusInputs) -> Cond:
 
 
 def _ready_condition(inp: StatusInputs, previous: Mapping[str, Any]) -> Cond:
-    svc = labels.rayservice_serve_service_name(inp.service.metadata.name)
+    svc = labels.serve_service_name(inp.service)
     if inp.state == UpgradeState.SUSPENDED:
         return Cond(READY, False, "Suspended", SUSPENDED_MESSAGE)
     if inp.state == UpgradeState.INITIALIZING_TIMED_OUT:

@@ -67,10 +67,58 @@ class UpgradeState(StrEnum):
 
 
 class CreateReason(StrEnum):
+    """Why a RayCluster is built; ``why`` is the sentence its event carries."""
+
     INITIAL = "Initial"
     CONFIG_CHANGED = "ClusterConfigChanged"
     UNHEALTHY = "Unhealthy"
     ACTIVE_MISSING = "ActiveClusterMissing"
+
+    @property
+    def why(self) -> str:
+        return _CREATE_WHY[self]
+
+
+_CREATE_WHY = {
+    CreateReason.INITIAL: "the first cluster of the service",
+    CreateReason.CONFIG_CHANGED: "rayClusterConfig changed; traffic moves once it serves",
+    CreateReason.UNHEALTHY: "the serving cluster is unhealthy; traffic moves once this one serves",
+    CreateReason.ACTIVE_MISSING: "the serving cluster is gone",
+}
+
+
+class DeleteReason(StrEnum):
+    """Why a RayCluster is deleted; ``why`` is the sentence its event carries."""
+
+    DELAY_ELAPSED = "DeletionDelayElapsed"
+    CONFIG_CHANGED = "ClusterConfigChanged"
+    RECREATE = "Recreate"
+    UPGRADE_NONE = "UpgradeStrategyNone"
+    REPLACEMENT_TIMED_OUT = "ReplacementTimedOut"
+    SUSPENDED = "Suspended"
+
+    @property
+    def why(self) -> str:
+        return _DELETE_WHY[self]
+
+    @property
+    def disruptive(self) -> bool:
+        """The deletion takes away the cluster that serves: a Warning, not Normal."""
+        return self is DeleteReason.RECREATE
+
+
+_DELETE_WHY = {
+    DeleteReason.DELAY_ELAPSED: "it no longer serves and rayClusterDeletionDelaySeconds passed",
+    DeleteReason.CONFIG_CHANGED: "rayClusterConfig changed again before it served",
+    DeleteReason.RECREATE: (
+        "upgradeStrategy is Recreate: no traffic is served until its replacement is ready"
+    ),
+    DeleteReason.UPGRADE_NONE: "upgradeStrategy is None: no cluster is prepared",
+    DeleteReason.REPLACEMENT_TIMED_OUT: (
+        "it replaced an unhealthy cluster but did not serve in time"
+    ),
+    DeleteReason.SUSPENDED: "spec.suspend is true",
+}
 
 
 @dataclass(frozen=True)
@@ -110,7 +158,7 @@ class ClusterPlan:
     create: CreateReason | None = None
     switch: bool = False
     #: Deleted now, with the reason.
-    delete: list[tuple[ClusterView, str]] = field(default_factory=list)
+    delete: list[tuple[ClusterView, DeleteReason]] = field(default_factory=list)
     #: No longer serving: deleted once the time recorded on it has passed.
     schedule: list[tuple[ClusterView, datetime]] = field(default_factory=list)
     #: Serving again (a switch was interrupted): its deletion time is dropped.
@@ -159,7 +207,7 @@ def _tidy(inp: ClusterInputs, plan: ClusterPlan) -> None:
         if c.delete_after is None:
             plan.schedule.append((c, inp.now + delay))
         elif inp.now >= c.delete_after:
-            plan.delete.append((c, "DeletionDelayElapsed"))
+            plan.delete.append((c, DeleteReason.DELAY_ELAPSED))
     active = inp.roles.active
     if active is not None and active.delete_after is not None:
         plan.unschedule.append(active)
@@ -186,7 +234,7 @@ def _follow_pending(inp: ClusterInputs, plan: ClusterPlan, pending: ClusterView)
     elif pending.config_hash == active.config_hash and inp.replace_unhealthy:
         # A replacement of an unhealthy cluster that failed: try afresh (back-off
         # decided by the caller).
-        plan.delete.append((pending, "ReplacementTimedOut"))
+        plan.delete.append((pending, DeleteReason.REPLACEMENT_TIMED_OUT))
         plan.create = CreateReason.UNHEALTHY
         plan.state = UpgradeState.IN_PROGRESS
     else:
@@ -205,7 +253,7 @@ def _give_up_initializing(
         delay = timedelta(seconds=inp.spec.ray_cluster_deletion_delay_seconds)
         plan.schedule.append((pending, inp.now + delay))
     elif inp.now >= pending.delete_after:  # still named in the status: a lost write
-        plan.delete.append((pending, "DeletionDelayElapsed"))
+        plan.delete.append((pending, DeleteReason.DELAY_ELAPSED))
 
 
 def _without_active(inp: ClusterInputs, plan: ClusterPlan) -> None:
@@ -217,7 +265,7 @@ def _without_active(inp: ClusterInputs, plan: ClusterPlan) -> None:
         _give_up_initializing(inp, plan, pending)
         return
     if pending is not None and pending.config_hash != inp.goal_hash:
-        plan.delete.append((pending, "ClusterConfigChanged"))
+        plan.delete.append((pending, DeleteReason.CONFIG_CHANGED))
         pending = None
     if pending is not None:
         _follow_pending(inp, plan, pending)
@@ -228,9 +276,9 @@ def _without_active(inp: ClusterInputs, plan: ClusterPlan) -> None:
 
 
 def _recreate(inp: ClusterInputs, plan: ClusterPlan, active: ClusterView) -> None:
-    plan.delete.append((active, "Recreate"))
+    plan.delete.append((active, DeleteReason.RECREATE))
     if inp.roles.pending is not None:
-        plan.delete.append((inp.roles.pending, "Recreate"))
+        plan.delete.append((inp.roles.pending, DeleteReason.RECREATE))
     plan.state = UpgradeState.RECREATING
 
 
@@ -239,7 +287,7 @@ def _suspend(inp: ClusterInputs, plan: ClusterPlan) -> None:
     roles = inp.roles
     for cluster in (roles.active, roles.pending, *roles.stale):
         if cluster is not None:
-            plan.delete.append((cluster, "Suspended"))
+            plan.delete.append((cluster, DeleteReason.SUSPENDED))
     plan.state = UpgradeState.SUSPENDED
 
 
@@ -257,14 +305,14 @@ def plan_clusters(inp: ClusterInputs) -> ClusterPlan:
     drifted = active.config_hash != inp.goal_hash
     if strategy == RayServiceUpgradeType.NONE:
         if pending is not None:
-            plan.delete.append((pending, "UpgradeStrategyNone"))
+            plan.delete.append((pending, DeleteReason.UPGRADE_NONE))
         plan.state = UpgradeState.DISABLED if drifted else UpgradeState.STEADY
         return plan
     if strategy == RayServiceUpgradeType.RECREATE and (drifted or inp.replace_unhealthy):
         _recreate(inp, plan, active)
         return plan
     if pending is not None and pending.config_hash != inp.goal_hash:
-        plan.delete.append((pending, "ClusterConfigChanged"))
+        plan.delete.append((pending, DeleteReason.CONFIG_CHANGED))
         pending = None
     if pending is not None:
         _follow_pending(inp, plan, pending)

@@ -73,6 +73,8 @@ class ClusterView:
 
     name: str
     uid: str = ""
+    #: UID of the RayService that controls it (membership is by UID, not label).
+    owner_uid: str = ""
     created: datetime = EPOCH
     terminating: bool = False
     config_hash: str = ""
@@ -131,6 +133,14 @@ def _scaling(text: str | None) -> dict[str, list[int]]:
     return data if isinstance(data, dict) else {}
 
 
+def _controller_uid(meta: Mapping[str, Any]) -> str:
+    refs = meta.get("ownerReferences") or []
+    for ref in refs:
+        if isinstance(ref, Mapping) and ref.get("controller") and ref.get("kind") == "RayService":
+            return str(ref.get("uid") or "")
+    return ""
+
+
 def cluster_view(body: Mapping[str, Any]) -> ClusterView:
     """Read a RayCluster object (as the API server returns it)."""
     meta = body.get("metadata") or {}
@@ -139,6 +149,7 @@ def cluster_view(body: Mapping[str, Any]) -> ClusterView:
     return ClusterView(
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
+        owner_uid=_controller_uid(meta),
         created=parse_time(meta.get("creationTimestamp")) or EPOCH,
         terminating=bool(meta.get("deletionTimestamp")),
         config_hash=notes.get(labels.CLUSTER_CONFIG_HASH, ""),

@@ -22,6 +22,8 @@ from raykube.adapters.kube import Kube
 from raykube.builders import labels as ray_labels
 from raykube.decisions import pods, rayservice_view
 from raykube.handlers import raycluster, rayservice
+from raykube.handlers.kit import Controller
+from raykube.handlers.rayservice_observe import ServiceController
 from raykube.handlers.runtime import Runtime
 from raykube.handlers.workqueue import Key, WorkQueue
 from raykube.settings import Settings
@@ -64,6 +66,31 @@ def ray_clusters(namespace: str | None, name: str, body: kopf.Body, **_: Any) ->
     return {(namespace or "", name): copy.deepcopy(dict(body))}
 
 
+@kopf.index("ray.io", "v1", "rayservices")
+def rayservice_objects(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[Key, Any]:
+    """The latest RayService objects: a reconcile reads here, not from the API server."""
+    return {(namespace or "", name): copy.deepcopy(dict(body))}
+
+
+@kopf.index("services", labels=SERVICE_CHILD)
+def rayservice_services(
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[Key, Any]:
+    """The stable Services of each RayService, slim: name, hash stamp, selector."""
+    owner = labels.get(ray_labels.ORIGINATED_FROM_CR)
+    if not owner:
+        return {}
+    meta = body["metadata"]
+    slim = {
+        "name": meta["name"],
+        "metadata": {"annotations": dict(meta.get("annotations") or {})},
+        "selector": dict((body.get("spec") or {}).get("selector") or {}),
+    }
+    return {(namespace or "", owner): slim}
+
+
 @kopf.index("ray.io", "v1", "rayclusters", labels=SERVICE_CHILD)
 def rayservice_clusters(
     namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
@@ -82,56 +109,45 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> No
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     kube = await Kube.connect(ours.field_manager)
-    holder: dict[str, Runtime] = {}
-
-    async def run_cluster(key: Key) -> float | None:
-        return await raycluster.reconcile(holder["rt"], key)
-
     rt = Runtime(
         settings=ours,
         kube=kube,
         pods=kwargs["ray_pods"],
         services=kwargs["ray_services"],
         cluster_objects=kwargs["ray_clusters"],
-        clusters=WorkQueue(run_cluster, "RayCluster"),
     )
-    holder["rt"] = rt
     memo["runtime"] = rt
-    rt.tasks += [asyncio.create_task(rt.clusters.worker()) for _ in range(ours.workers)]
-    rt.tasks.append(asyncio.create_task(_resync(rt)))
-    rt.tasks += _start_rayservices(rt, memo, kwargs["rayservice_clusters"])
+    holder: dict[str, Any] = {}
 
-
-def _start_rayservices(rt: Runtime, memo: Any, clusters: Any) -> list[asyncio.Task[None]]:
-    """The RayService controller: its own queue and workers, sharing the clients."""
-    cfg = rt.settings
-    dashboard = DashboardClient(cfg.dashboard_access, cfg.cluster_domain, rt.kube)
-    holder: dict[str, rayservice.ServiceRuntime] = {}
+    async def run_cluster(key: Key) -> float | None:
+        return await raycluster.reconcile(holder["clusters"], key)
 
     async def run_service(key: Key) -> float | None:
-        return await rayservice.reconcile(holder["srt"], key)
+        return await rayservice.reconcile(holder["services"], key)
 
-    queue = WorkQueue(run_service, "RayService")
-    srt = rayservice.ServiceRuntime(rt=rt, dashboard=dashboard, clusters=clusters, queue=queue)
-    holder["srt"] = memo["rayservices"] = srt
-    rt.services_queue = queue
-    tasks = [asyncio.create_task(queue.worker()) for _ in range(cfg.workers)]
-    return [*tasks, asyncio.create_task(_resync_services(srt))]
+    clusters = raycluster.controller(rt, WorkQueue(run_cluster, raycluster.KIND))
+    dashboard = DashboardClient(ours.dashboard_access, ours.cluster_domain, kube)
+    services = rayservice.controller(
+        rt,
+        WorkQueue(run_service, rayservice.KIND),
+        dashboard,
+        clusters=kwargs["rayservice_clusters"],
+        objects=kwargs["rayservice_objects"],
+        services=kwargs["rayservice_services"],
+    )
+    holder["clusters"] = memo["clusters"] = clusters
+    holder["services"] = memo["rayservices"] = services
+    for ctl in (clusters, services.ctl):
+        rt.tasks += [asyncio.create_task(ctl.queue.worker()) for _ in range(ours.workers)]
+        rt.tasks.append(asyncio.create_task(_resync(ctl)))
 
 
-async def _resync_services(srt: rayservice.ServiceRuntime) -> None:
-    while True:
-        await asyncio.sleep(srt.rt.settings.resync_seconds)
-        for key in list(srt.known):
-            srt.queue.add(key)
-
-
-async def _resync(rt: Runtime) -> None:
+async def _resync(ctl: Controller) -> None:
     """Safety net: every known object is reconciled at least this often."""
     while True:
-        await asyncio.sleep(rt.settings.resync_seconds)
-        for key in list(rt.known_clusters):
-            rt.clusters.add(key)
+        await asyncio.sleep(ctl.rt.settings.resync_seconds)
+        for key in ctl.states:
+            ctl.queue.add(key)
 
 
 @kopf.on.cleanup()
@@ -150,56 +166,52 @@ async def stop(memo: Any, **_: Any) -> None:
     await rt.kube.close()
 
 
+def _clusters(memo: Any) -> Controller:
+    ctl: Controller = memo["clusters"]
+    ctl.rt.indexed.set()
+    return ctl
+
+
+def _services(memo: Any) -> ServiceController:
+    sc: ServiceController = memo["rayservices"]
+    sc.rt.indexed.set()
+    return sc
+
+
 @kopf.on.event("ray.io", "v1", "rayclusters")
 async def raycluster_event(
     type: str, namespace: str | None, name: str, memo: Any, **_: Any
 ) -> None:
-    rt = _runtime(memo)
-    rt.indexed.set()
-    key = (namespace or "", name)
+    ctl, key = _clusters(memo), (namespace or "", name)
     if type == "DELETED":
-        rt.known_clusters.discard(key)
-        rt.applied.pop((key, "rbac"), None)
-        rt.expectations.forget(key)
-        rt.clusters.forget(key)
+        ctl.forget(key)
         return
-    rt.known_clusters.add(key)
-    rt.clusters.add(key)
+    ctl.seen(key)
+    ctl.queue.add(key)
 
 
 @kopf.on.event("pods", labels=RAY_CHILD)
 async def pod_event(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
-    rt = _runtime(memo)
-    rt.indexed.set()
-    rt.clusters.add((namespace or "", labels[ray_labels.CLUSTER]))
+    _clusters(memo).queue.add((namespace or "", labels[ray_labels.CLUSTER]))
 
 
 @kopf.on.event("services", labels=RAY_CHILD)
 async def service_event(
     namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
 ) -> None:
-    rt = _runtime(memo)
-    rt.indexed.set()
-    rt.clusters.add((namespace or "", labels[ray_labels.CLUSTER]))
-
-
-def _services(memo: Any) -> rayservice.ServiceRuntime:
-    srt: rayservice.ServiceRuntime = memo["rayservices"]
-    return srt
+    _clusters(memo).queue.add((namespace or "", labels[ray_labels.CLUSTER]))
 
 
 @kopf.on.event("ray.io", "v1", "rayservices")
 async def rayservice_event(
     type: str, namespace: str | None, name: str, memo: Any, **_: Any
 ) -> None:
-    _runtime(memo).indexed.set()
-    srt, key = _services(memo), (namespace or "", name)
+    sc, key = _services(memo), (namespace or "", name)
     if type == "DELETED":
-        srt.known.discard(key)
-        srt.forget(key)
+        sc.ctl.forget(key)
         return
-    srt.known.add(key)
-    srt.queue.add(key)
+    sc.ctl.seen(key)
+    sc.ctl.queue.add(key)
 
 
 @kopf.on.event("ray.io", "v1", "rayclusters", labels=SERVICE_CHILD)
@@ -210,12 +222,22 @@ async def rayservice_cluster_event(
     owner = labels.get(ray_labels.ORIGINATED_FROM_CR)
     if not owner:
         return
-    srt, ns = _services(memo), namespace or ""
+    sc, ns = _services(memo), namespace or ""
     if type == "DELETED":
-        srt.owners.pop((ns, name), None)
+        sc.owners.pop((ns, name), None)
     else:
-        srt.owners[(ns, name)] = (ns, owner)
-    srt.queue.add((ns, owner))
+        sc.owners[(ns, name)] = (ns, owner)
+    sc.ctl.queue.add((ns, owner))
+
+
+@kopf.on.event("services", labels=SERVICE_CHILD)
+async def rayservice_service_event(
+    namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+) -> None:
+    """A stable Service changed or went away: its RayService looks again."""
+    owner = labels.get(ray_labels.ORIGINATED_FROM_CR)
+    if owner:
+        _services(memo).ctl.queue.add((namespace or "", owner))
 
 
 @kopf.on.event("pods", labels=HEAD_POD)
@@ -223,8 +245,9 @@ async def rayservice_head_event(
     namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
 ) -> None:
     """A head pod of a RayService's cluster changed (ready, serve label)."""
-    srt = memo.get("rayservices")
-    cluster = labels.get(ray_labels.CLUSTER, "")
-    owner = srt.owners.get((namespace or "", cluster)) if srt else None
-    if srt is not None and owner is not None:
-        srt.queue.add(owner)
+    sc = memo.get("rayservices")
+    if sc is None:
+        return
+    owner = sc.owners.get((namespace or "", labels.get(ray_labels.CLUSTER, "")))
+    if owner is not None:
+        sc.ctl.queue.add(owner)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from raykube.adapters.kube import Kube
 from raykube.decisions.pods import PodView
-from raykube.handlers.workqueue import Key, WorkQueue
+from raykube.handlers.workqueue import Key
 from raykube.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,22 +77,16 @@ class Expectations:
 
 @dataclass
 class Runtime:
+    """What both controllers share: the clients, the child indices, event posting."""
+
     settings: Settings
     kube: Kube
     pods: IndexLike
     services: IndexLike
-    clusters: WorkQueue
     cluster_objects: IndexLike | None = None
-    services_queue: WorkQueue | None = None
     expectations: Expectations = field(default_factory=Expectations)
     #: Set once kopf has filled the indices (the first handler call).
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
-    #: (key, reason, generation) of warnings already recorded, to emit each once.
-    warned: set[tuple[Key, str, str]] = field(default_factory=set)
-    known_clusters: set[Key] = field(default_factory=set)
-    cluster_states: dict[Key, str] = field(default_factory=dict)
-    #: Fingerprints of children applied without an index to compare against.
-    applied: dict[tuple[Key, str], str] = field(default_factory=dict)
     _events: asyncio.Queue[tuple[Mapping[str, Any], str, str, str]] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -118,7 +112,14 @@ class Runtime:
         assert self._events is not None
         while True:
             obj, event_type, reason, message = await self._events.get()
-            await self.kube.event(obj, event_type, reason, message, self.settings.operator_name)
+            try:
+                await self.kube.event(obj, event_type, reason, message, self.settings.operator_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A poster that died would silence every later event until a
+                # restart: one lost event is logged instead.
+                log.exception("event %s on %s not posted", reason, obj.get("metadata", {}))
 
     def cached_cluster(self, key: Key) -> dict[str, Any] | None:
         """The RayCluster as the watch last delivered it, if any."""

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     JsonValue,
     PlainSerializer,
+    ValidationError,
     WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
@@ -162,3 +163,18 @@ class KindInfo:
     @property
     def crd_name(self) -> str:
         return f"{self.plural}.{GROUP}"
+
+
+#: Problems listed from one validation error: the rest are summarised.
+MAX_LISTED_ERRORS = 5
+
+
+def validation_message(err: ValidationError) -> str:
+    """The first problems of a spec the models refuse, each named by its field path."""
+    errors = err.errors()
+    parts = [
+        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:MAX_LISTED_ERRORS]
+    ]
+    if len(errors) > MAX_LISTED_ERRORS:
+        parts.append(f"and {len(errors) - MAX_LISTED_ERRORS} more")
+    return "; ".join(parts)

@@ -49,7 +49,6 @@ METHOD_VERBS: dict[str, tuple[str, ...]] = {
     "apply": ("create", "patch"),
     "event": ("create",),
     "proxy": (),  # the verb of the HTTP method argument
-    "proxy_get": ("get",),
 }
 #: ``Kube`` methods that send nothing to the API server.
 NOT_REQUESTS = frozenset({"connect", "close"})
@@ -65,8 +64,8 @@ HTTP_VERBS = {
 RECEIVERS = frozenset({"kube", "_kube", "_proxy"})
 #: Methods whose first argument is an object, not a Resource.
 OBJECT_METHODS = frozenset({"apply"})
-FIXED_RESOURCES = {"event": kube.EVENTS, "proxy": kube.SERVICES, "proxy_get": kube.SERVICES}
-FIXED_SUBRESOURCES = {"proxy": "proxy", "proxy_get": "proxy"}
+FIXED_RESOURCES = {"event": kube.EVENTS, "proxy": kube.SERVICES}
+FIXED_SUBRESOURCES = {"proxy": "proxy"}
 MAX_DEPTH = 6
 
 
@@ -177,12 +176,17 @@ class Scanner:
             block = keys.get("blockOwnerDeletion")
             if not (isinstance(block, ast.Constant) and block.value is True) or "kind" not in keys:
                 continue
-            kind = self._kind_value(module, keys["kind"], node)
-            res = kube.BY_KIND.get(kind or "")
-            if res is None:
-                raise Unresolved(f"{module.rel}:{node.lineno}: owner kind not in BY_KIND")
-            where = f"{module.rel}:{node.lineno} (blockOwnerDeletion)"
-            yield Use(res.group, f"{res.plural}/finalizers", "update", where)
+            # Every kind the reference can name: one builder serves several owners.
+            try:
+                kinds = {str(v) for v in self.values(module, keys["kind"], node)}
+            except Unresolved:
+                kinds = {self._kind_value(module, keys["kind"], node) or ""}
+            for kind in sorted(kinds):
+                res = kube.BY_KIND.get(kind)
+                if res is None:
+                    raise Unresolved(f"{module.rel}:{node.lineno}: owner kind not in BY_KIND")
+                where = f"{module.rel}:{node.lineno} (blockOwnerDeletion)"
+                yield Use(res.group, f"{res.plural}/finalizers", "update", where)
 
     def _delegated(self, module: Module) -> Iterator[Use]:
         """Rules of the Roles the operator creates (the autoscaler's): the API
@@ -329,13 +333,23 @@ class Scanner:
         return out
 
     def _callers(self, module: Module, func: Function) -> Iterator[tuple[Module, ast.Call]]:
+        # A method (``self`` first) is called as ``obj.name(...)`` from modules
+        # that never import its name: every such attribute call is a caller.
+        method = [a.arg for a in func.args.args[:1]] == ["self"]
         for other in self.modules.values():
             imported = other.imports.get(func.name) == (module.name, func.name)
-            if other is not module and not imported:
+            if other is not module and not imported and not method:
                 continue
             for node in ast.walk(other.tree):
-                if isinstance(node, ast.Call) and _name(node.func) == func.name:
-                    yield other, node
+                if not isinstance(node, ast.Call) or _name(node.func) != func.name:
+                    continue
+                if (
+                    other is not module
+                    and not imported
+                    and not isinstance(node.func, ast.Attribute)
+                ):
+                    continue
+                yield other, node
 
     # --- kinds of objects ---------------------------------------------------------------------
 

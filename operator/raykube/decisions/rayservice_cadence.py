@@ -1,0 +1,82 @@
+"""When a RayService is looked at again (pure): every 2 s while anything
+changes, as KubeRay does, and backing off to a minute while it is steady,
+but never later than the next deadline the plan or the clusters carry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from raykube.decisions import rayservice_health as health
+from raykube.decisions.rayservice import Observed, Plan
+from raykube.decisions.rayservice_status import SERVE_CONFIG_APPLIED
+from raykube.decisions.rayservice_upgrade import UpgradeState
+from raykube.decisions.rayservice_view import UNREACHABLE
+
+#: Look again this soon while anything is changing (KubeRay polls every 2 s).
+BUSY_SECONDS = 2.0
+#: When nothing changes, look again after 5 s, 10 s, ... up to this.
+STEADY_FIRST_SECONDS = 5.0
+STEADY_MAX_SECONDS = 60.0
+#: Never sooner than this, whatever a deadline says.
+MIN_SECONDS = 0.5
+
+_BUSY_STATES = (UpgradeState.INITIALIZING, UpgradeState.IN_PROGRESS, UpgradeState.RECREATING)
+#: Suspended or given up: nothing changes until the spec does (a new event).
+_PARKED_STATES = (UpgradeState.SUSPENDED, UpgradeState.INITIALIZING_TIMED_OUT)
+
+
+@dataclass(frozen=True)
+class Cadence:
+    #: Seconds until the next pass.
+    delay: float
+    #: Consecutive steady passes, this one included (0 when busy).
+    steady: int
+
+
+def deadlines(obs: Observed, plan: Plan) -> Iterable[float]:
+    """Seconds until each moment at which the plan would change by itself."""
+    now = obs.now
+    for _, when in plan.clusters.schedule:
+        yield (when - now).total_seconds()
+    for cluster in obs.roles.stale:
+        if cluster.delete_after is not None:
+            yield (cluster.delete_after - now).total_seconds()
+    pending, spec = obs.roles.pending, obs.service.spec
+    if pending is not None and spec.upgrade_strategy.timeout_seconds > 0:
+        due = pending.created + timedelta(seconds=spec.upgrade_strategy.timeout_seconds)
+        yield (due - now).total_seconds()
+    active = obs.roles.active
+    if active is not None:
+        wait = health.seconds_to_threshold(active.health, spec, now)
+        if wait is not None:
+            yield wait
+
+
+def _busy(obs: Observed, plan: Plan, status: Mapping[str, Any]) -> bool:
+    state = plan.clusters.state
+    if state in _PARKED_STATES:
+        return False
+    conds = {c["type"]: c for c in status.get("conditions") or []}
+    serve_ok = (conds.get(SERVE_CONFIG_APPLIED) or {}).get("status") == "True"
+    active = obs.roles.active
+    cp = plan.clusters
+    return (
+        state in _BUSY_STATES
+        or bool(plan.submit or cp.create or cp.switch or cp.delete)
+        or (not serve_ok and obs.goal.valid)
+        or (active is not None and not obs.serve.get(active.name, UNREACHABLE).reachable)
+    )
+
+
+def next_look(obs: Observed, plan: Plan, status: Mapping[str, Any], steady: int) -> Cadence:
+    """``steady`` is the count of steady passes before this one."""
+    if _busy(obs, plan, status):
+        count, delay = 0, BUSY_SECONDS
+    else:
+        count = steady + 1
+        delay = min(STEADY_MAX_SECONDS, STEADY_FIRST_SECONDS * 2 ** min(count - 1, 16))
+    soonest = [d for d in deadlines(obs, plan) if d > 0]
+    return Cadence(max(MIN_SECONDS, min([delay, *soonest])), count)

@@ -1,0 +1,216 @@
+"""Observe one RayService: its clusters, where its traffic goes, and what the
+heads' dashboards say, as the pure ``decisions.rayservice.Observed``.
+
+Everything comes from the watch caches (kopf indices) except the dashboards,
+a cluster named in the status that the cache does not show yet, and a token
+Secret: a steady RayService sends no request to the API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from raykube import ports
+from raykube.adapters.dashboard import DashboardClient, DashboardError, Head
+from raykube.adapters.kube import RAYCLUSTERS, SECRETS
+from raykube.builders import labels, owners
+from raykube.decisions import rayservice_health as health
+from raykube.decisions.pods import PodView
+from raykube.decisions.rayservice import Observed, roles_of
+from raykube.decisions.rayservice_config import ServeGoal
+from raykube.decisions.rayservice_upgrade import cluster_config_hash
+from raykube.decisions.rayservice_view import ClusterView, ServeSnapshot, cluster_view, snapshot
+from raykube.handlers.kit import Controller
+from raykube.handlers.runtime import IndexLike, Runtime
+from raykube.handlers.state import ObjectState
+from raykube.handlers.workqueue import Key
+from raykube.models.rayservice import RayService
+
+#: Two reconciles this close reuse one dashboard answer (events come in bursts).
+MIN_POLL_INTERVAL = 1.0
+
+
+@dataclass
+class ServiceController:
+    """The RayService controller: the shared kit plus its own caches and client."""
+
+    ctl: Controller
+    dashboard: DashboardClient
+    #: Owned RayClusters as ``ClusterView`` by (namespace, RayService name).
+    clusters: IndexLike
+    #: RayService objects by (namespace, name), as the watch last delivered them.
+    objects: IndexLike
+    #: The stable Services of each RayService, slim, by (namespace, RayService name).
+    services: IndexLike
+    #: (namespace, cluster) -> (namespace, RayService): routes head pod events.
+    owners: dict[Key, Key] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ctl.on_forget.append(self._drop_routes)
+
+    @property
+    def rt(self) -> Runtime:
+        return self.ctl.rt
+
+    def _drop_routes(self, key: Key) -> None:
+        for cluster in [c for c, owner in self.owners.items() if owner == key]:
+            del self.owners[cluster]
+
+    def cached(self, key: Key) -> dict[str, Any] | None:
+        if key not in self.objects:
+            return None
+        return next(iter(self.objects[key]), None)
+
+    def stable_service(self, key: Key, name: str) -> Mapping[str, Any] | None:
+        if key not in self.services:
+            return None
+        return next((s for s in self.services[key] if s["name"] == name), None)
+
+
+@dataclass
+class Pass:
+    """One reconcile: the object as read, and what happened so far."""
+
+    sc: ServiceController
+    key: Key
+    obj: dict[str, Any]
+    rs: RayService
+    goal: ServeGoal
+    now: datetime
+    record: ObjectState
+    created: ClusterView | None = None
+
+    @property
+    def rt(self) -> Runtime:
+        return self.sc.rt
+
+    def event(self, kind: str, reason: str, message: str) -> None:
+        self.sc.ctl.event(self.obj, kind, reason, message)
+
+
+async def observe(p: Pass) -> Observed:
+    rs, rt = p.rs, p.rt
+    ns = p.key[0]
+    goal_hash = cluster_config_hash(rs.spec.ray_cluster_config)
+    traffic = _traffic(p)
+    clusters = await _owned_clusters(p)
+    roles = roles_of(rs, clusters, traffic, goal_hash)
+    members = [c for c in (roles.active, roles.pending) if c is not None]
+    heads = {c.name: h for c in members if (h := head_pod(rt, ns, c.name)) is not None}
+    polls = (_poll(p, c, c.name in heads and heads[c.name].ready) for c in members)
+    snaps = await asyncio.gather(*polls)
+    live = {c.name for c in clusters if not c.terminating}
+    gone = bool(traffic) and traffic not in live
+    lingering = gone and (
+        any(c.name == traffic for c in clusters) or bool(rt.pods_of((ns, traffic)))
+    )
+    notes = rs.metadata.annotations
+    return Observed(
+        service=rs,
+        goal=p.goal,
+        goal_hash=goal_hash,
+        roles=roles,
+        now=p.now,
+        serve={c.name: s for c, s in zip(members, snaps, strict=True)},
+        heads=heads,
+        active_gone=gone,
+        lingering=lingering,
+        replacements=health.Replacements.from_json(notes.get(labels.REPLACEMENTS)),
+        rejected={name: h for name, (h, _) in p.record.rejected.items()},
+        last_good=notes.get(labels.LAST_GOOD_SERVE_CONFIG, ""),
+    )
+
+
+def _traffic(p: Pass) -> str:
+    """The cluster the serve Service selects now ("" before the first switch)."""
+    svc = p.sc.stable_service(p.key, labels.serve_service_name(p.rs))
+    selector = (svc or {}).get("selector") or {}
+    return str(selector.get(labels.CLUSTER, ""))
+
+
+async def _owned_clusters(p: Pass) -> list[ClusterView]:
+    """Owned clusters from the index; a name the status holds but the index does
+    not yet show (created a moment ago) is read from the API server."""
+    index = p.sc.clusters
+    found: dict[str, ClusterView] = {}
+    if p.key in index:
+        found = {c.name: c for c in index[p.key] if c.owner_uid == p.rs.metadata.uid}
+    status = p.rs.status
+    named = (
+        [
+            status.active_service_status.ray_cluster_name,
+            status.pending_service_status.ray_cluster_name,
+        ]
+        if status
+        else []
+    )
+    for name in filter(None, named):
+        if name not in found:
+            body = await p.rt.kube.get(RAYCLUSTERS, p.key[0], name)
+            if body is not None and owners.owned_by(body, p.rs.metadata.uid):
+                found[name] = cluster_view(body)
+    return list(found.values())
+
+
+def head_pod(rt: Runtime, ns: str, cluster: str) -> PodView | None:
+    heads = [p for p in rt.pods_of((ns, cluster)) if p.node_type == "head" and not p.terminating]
+    return heads[0] if heads else None
+
+
+def head_address(p: Pass, cluster: ClusterView, token: str = "") -> Head:
+    honour = p.rt.settings.dashboard_url_annotations
+    return Head(
+        namespace=p.key[0],
+        service=labels.head_service_name(cluster.name),
+        dashboard_port=ports.named_port(cluster.head_ports, "dashboard"),
+        serve_port=ports.named_port(cluster.head_ports, "serve"),
+        dashboard_url=cluster.dashboard_url if honour else "",
+        serve_url=cluster.serve_url if honour else "",
+        token=token,
+    )
+
+
+async def token(p: Pass) -> str:
+    """The dashboard token of a cluster with token authentication, if any."""
+    auth = p.rs.spec.ray_cluster_config.auth_options
+    if auth is None or auth.mode == "disabled" or not auth.secret_name:
+        return ""
+    secret = await p.rt.kube.get(SECRETS, p.key[0], auth.secret_name)
+    raw = ((secret or {}).get("data") or {}).get("auth_token", "")
+    try:
+        return base64.b64decode(raw, validate=True).decode() if isinstance(raw, str) else ""
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+
+
+async def _poll(p: Pass, cluster: ClusterView, head_ready: bool) -> ServeSnapshot:
+    if not head_ready:
+        return ServeSnapshot(reachable=False, error="head pod not ready")
+    cached = p.record.polls.get(cluster.name)
+    if cached and time.monotonic() - cached[0] < MIN_POLL_INTERVAL:
+        return cached[1]
+    head = head_address(p, cluster, await token(p))
+    dashboard = p.sc.dashboard
+    try:
+        details, proxy = await asyncio.gather(
+            dashboard.get_applications(head), dashboard.proxy_healthy(head)
+        )
+        snap = snapshot(details, proxy)
+    except DashboardError as err:
+        snap = ServeSnapshot(reachable=False, error=str(err))
+    p.record.polls[cluster.name] = (time.monotonic(), snap)
+    return snap
+
+
+def forget_clusters(record: ObjectState, names: Iterable[str]) -> None:
+    """Cached answers about clusters that are gone."""
+    for name in names:
+        record.polls.pop(name, None)
+        record.rejected.pop(name, None)

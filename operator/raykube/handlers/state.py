@@ -1,0 +1,64 @@
+"""What the operator keeps in memory about each object, in one record.
+
+Everything here only saves work or routes events: the state that matters is
+on the objects themselves, so a restarted operator starts with empty records
+and loses nothing. One record per object, dropped by one ``forget``, so no
+per-object dict can outlive its object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from raykube.decisions.rayservice_view import ServeSnapshot
+from raykube.handlers.workqueue import Key
+
+
+@dataclass
+class ObjectState:
+    #: (reason, generation or message) of Warning events already posted.
+    warned: set[tuple[str, str]] = field(default_factory=set)
+    #: Fingerprints of what was applied or judged without a cache to compare
+    #: against: "rbac" (the autoscaler's objects), "dry-run" (pod templates).
+    applied: dict[str, str] = field(default_factory=dict)
+    #: The status's summary for the gauges: a RayCluster's state, or a
+    #: RayService's conditions as {type: status}.
+    summary: tuple[tuple[str, str], ...] = ()
+    #: RayService: consecutive steady passes, the poll back-off.
+    steady: int = 0
+    #: RayService: cluster name -> (serve config hash, Ray's words) of a refused PUT.
+    rejected: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: RayService: cluster name -> (monotonic time, snapshot) of the last poll.
+    polls: dict[str, tuple[float, ServeSnapshot]] = field(default_factory=dict)
+    #: RayCluster: the RayService that owns it, if any (routes its head pod's events).
+    owner: Key | None = None
+
+
+class States:
+    """The records of one kind of object, by (namespace, name)."""
+
+    def __init__(self) -> None:
+        self._records: dict[Key, ObjectState] = {}
+
+    def of(self, key: Key) -> ObjectState:
+        record = self._records.get(key)
+        if record is None:
+            record = self._records[key] = ObjectState()
+        return record
+
+    def get(self, key: Key) -> ObjectState | None:
+        return self._records.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[Key]:
+        # A copy: callers may forget keys while iterating.
+        return iter(list(self._records))
+
+    def forget(self, key: Key) -> ObjectState | None:
+        return self._records.pop(key, None)
