@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -110,3 +111,69 @@ def running_operator(cp: ControlPlane, log_dir: Path, *extra: str) -> Iterator[O
         yield op
     finally:
         op.stop()
+
+
+# --- "nothing happens" checks: wait for the operator to look, never sleep --------------------
+
+#: A test-only annotation: changing it is a watch event that queues the object
+#: without changing anything the operator reads.
+TOUCH = "test.raykube.io/touch"
+_touches = itertools.count(1)
+
+
+def reconciles(op: OperatorProcess, kind: str) -> float:
+    """``raykube_reconcile_total{kind=...}`` now (0 before the first pass of that kind)."""
+    prefix = f'raykube_reconcile_total{{kind="{kind}"}} '
+    for line in op.metrics().splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return 0.0
+
+
+def wait_reconciles(
+    op: OperatorProcess, kind: str, n: int, *, baseline: float | None = None, timeout: float = 60
+) -> float:
+    """Wait until the operator has counted ``n`` more passes of ``kind`` than
+    ``baseline`` (the count now, when not given); the count reached.
+
+    A stalled operator never moves the counter, so a "nothing changed" check
+    built on this fails instead of passing by default."""
+    start = reconciles(op, kind) if baseline is None else baseline
+    return wait_for(
+        lambda: (count := reconciles(op, kind)) >= start + n and count,
+        timeout=timeout,
+        interval=0.2,
+        what=f"{n} more {kind} reconciles after {start:g}",
+    )
+
+
+def touch(cp: ControlPlane, namespace: str, resource: str, name: str) -> None:
+    """Change only the test-only annotation of ``resource/name``: the operator looks again."""
+    cp.kubectl(
+        "annotate", "--overwrite", "-n", namespace, resource, name, f"{TOUCH}={next(_touches)}"
+    )
+
+
+def look_again(
+    cp: ControlPlane,
+    op: OperatorProcess,
+    namespace: str,
+    resource: str,
+    name: str,
+    kind: str,
+    passes: int = 2,
+    timeout: float = 60,
+) -> None:
+    """Make the operator reconcile ``resource/name`` ``passes`` more times and wait
+    until it has, each pass triggered by a touch (no waiting out a resync or a
+    back-off).
+
+    Two passes by default: the second touch arrives while or after the first
+    pass runs, so at least one whole pass began after the first touch, whether
+    the counter counts passes when they start or when they end. The counter is
+    per kind, so other objects' passes can count too; each test works in its
+    own namespace with one object of the kind, which keeps that rare."""
+    start = reconciles(op, kind)
+    for done in range(1, passes + 1):
+        touch(cp, namespace, resource, name)
+        wait_reconciles(op, kind, done, baseline=start, timeout=timeout)

@@ -16,12 +16,12 @@ no ``http_options``, and Ray keeps a running proxy's address.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 import httpx
 
+from localcluster import processes
 from localcluster.controlplane import ControlPlane
 from raykube.builders import labels
 from raykube_serve.localhead import LocalRayHead
@@ -36,19 +36,14 @@ def start_serve(head: LocalRayHead) -> None:
         "proxy_location": "HeadOnly",
         "http_options": {"host": "127.0.0.1", "port": head.ports.serve_http},
     }
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            resp = httpx.put(
-                head.dashboard_url + "/api/serve/applications/", json=config, timeout=60
-            )
-            if resp.status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Serve did not start on {head.dashboard_url}")
-        time.sleep(1)
+    url = head.dashboard_url + "/api/serve/applications/"
+    processes.wait_until(
+        f"Serve to start on {head.dashboard_url}",
+        lambda: httpx.put(url, json=config, timeout=60).status_code == 200,
+        timeout=120,
+        interval=1,
+        retry_on=(httpx.HTTPError,),
+    )
 
 
 class HeadMapper:

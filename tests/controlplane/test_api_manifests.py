@@ -5,7 +5,6 @@ losing a field, documented by ``kubectl explain`` and shown with columns."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import yaml
 
 from e2e.paths import manifest, manifest_files
 from localcluster.controlplane import ControlPlane
+from tests.kubehelpers import wait_for
 
 pytestmark = pytest.mark.controlplane
 
@@ -143,13 +143,11 @@ def test_v1alpha1_object_reads_back_as_v1(control_plane: ControlPlane, namespace
 def _explain(cp: ControlPlane, field: str) -> str:
     # The API server publishes a new CRD's OpenAPI a few seconds after it is
     # established; explain fails until then.
-    deadline = time.monotonic() + 60
-    while True:
+    def explained() -> str | None:
         result = cp.kubectl("explain", field, check=False)
-        if result.returncode == 0 or time.monotonic() > deadline:
-            assert result.returncode == 0, result.stderr
-            return result.stdout
-        time.sleep(1)
+        return result.stdout if result.returncode == 0 else None
+
+    return wait_for(explained, timeout=60, interval=1, what=f"kubectl explain {field}")
 
 
 def test_explain_documents_worker_groups(control_plane: ControlPlane) -> None:

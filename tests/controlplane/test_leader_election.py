@@ -18,9 +18,16 @@ import yaml
 
 from e2e.paths import manifest
 from localcluster.controlplane import ControlPlane
-from tests.conftest import _FIGURES
-from tests.kubehelpers import OperatorProcess, apply, get_json, wait_for
 from tests.chart.test_chart import render
+from tests.conftest import _FIGURES
+from tests.kubehelpers import (
+    OperatorProcess,
+    apply,
+    get_json,
+    look_again,
+    reconciles,
+    wait_for,
+)
 
 pytestmark = pytest.mark.controlplane
 
@@ -117,14 +124,6 @@ def _leading(op: OperatorProcess) -> float:
     raise AssertionError("no leader gauge")
 
 
-def _reconciles(op: OperatorProcess) -> float:
-    return sum(
-        float(line.split()[1])
-        for line in op.metrics().splitlines()
-        if line.startswith("raykube_reconcile_total{")
-    )
-
-
 def _cluster(ns: str) -> dict[str, Any]:
     doc = yaml.safe_load(manifest("ray-cluster.sample.yaml").read_text())
     # The autoscaler sidecar makes the operator create a Role: with the chart's
@@ -153,7 +152,7 @@ def test_one_leader_takeover_after_kill_and_graceful_handover(
         wait_for(lambda: _roles(cp, ns, name, {"head": 1, "worker": 1}), timeout=90)
         assert _holder(cp, ns) == "a"
         assert (_leading(a), _leading(b)) == (1.0, 0.0)
-        assert _reconciles(a) > 0 and _reconciles(b) == 0
+        assert reconciles(a, "RayCluster") > 0 and reconciles(b, "RayCluster") == 0
         sa_objects = get_json(cp, "serviceaccounts,roles,rolebindings", "-n", ns)["items"]
         assert {o["kind"] for o in sa_objects if o["metadata"]["name"].startswith(name)} == {
             "ServiceAccount",
@@ -194,8 +193,9 @@ def test_one_leader_takeover_after_kill_and_graceful_handover(
         assert handover < 10
         wait_for(lambda: _leading(a) == 1.0, timeout=10)
 
-        # Each pod was created once: no second leader ever reconciled.
-        time.sleep(2)
+        # Each pod was created once: no second leader ever reconciled, and the
+        # new leader, made to look again, finds nothing to create.
+        look_again(cp, a, ns, "raycluster", name, "RayCluster")
         assert _roles(cp, ns, name, {"head": 1, "worker": 2})
         assert _created_events(cp, ns) == {"CreatedHeadPod": 1, "CreatedWorkerPod": 2}
     finally:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -15,7 +14,7 @@ from tests.kubehelpers import wait_for
 
 pytestmark = pytest.mark.controlplane
 
-WIDGET_CRD = {
+WIDGET_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
     "metadata": {"name": "widgets.platform.test.raykube.io"},
@@ -57,14 +56,37 @@ def _get(cp: ControlPlane, *args: str) -> Any:
 @pytest.fixture(scope="module")
 def widget_crd(control_plane: ControlPlane) -> str:
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(WIDGET_CRD))
-    name = "crd/" + WIDGET_CRD["metadata"]["name"]  # type: ignore[index]
+    name = f"crd/{WIDGET_CRD['metadata']['name']}"
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", name)
     return name
+
+
+def _next_event(stream: IO[str]) -> dict[str, Any]:
+    """The next watch event that ``kubectl get --watch -o json`` prints (indented JSON)."""
+    decoder, buffer = json.JSONDecoder(), ""
+    while True:
+        line = stream.readline()
+        assert line, "watch ended before the next event arrived"
+        buffer += line
+        try:
+            event: dict[str, Any] = decoder.raw_decode(buffer.strip())[0]
+        except json.JSONDecodeError:
+            continue
+        return event
 
 
 def test_crd_installs_and_custom_resource_is_watched(
     control_plane: ControlPlane, widget_crd: str, namespace: str
 ) -> None:
+    def widget(name: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "platform.test.raykube.io/v1",
+            "kind": "Widget",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"size": 3},
+        }
+
+    control_plane.kubectl("create", "-f", "-", input=json.dumps(widget("w0")))
     watch = subprocess.Popen(
         [
             str(control_plane.bin / "kubectl"),
@@ -83,26 +105,13 @@ def test_crd_installs_and_custom_resource_is_watched(
         text=True,
     )
     try:
-        time.sleep(1.0)  # let the watch open before the object appears
-        widget = {
-            "apiVersion": "platform.test.raykube.io/v1",
-            "kind": "Widget",
-            "metadata": {"name": "w1", "namespace": namespace},
-            "spec": {"size": 3},
-        }
-        control_plane.kubectl("create", "-f", "-", input=json.dumps(widget))
-        decoder = json.JSONDecoder()
-        buffer = ""
         assert watch.stdout is not None
-        while True:
-            line = watch.stdout.readline()
-            assert line, "watch ended before the ADDED event arrived"
-            buffer += line
-            try:
-                event, _ = decoder.raw_decode(buffer.strip())
-            except json.JSONDecodeError:
-                continue
-            break
+        # w0 existed before the watch: its ADDED comes from the initial list, so
+        # once it is read the watch is open and w1 can only come through it.
+        first = _next_event(watch.stdout)
+        assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "w0")
+        control_plane.kubectl("create", "-f", "-", input=json.dumps(widget("w1")))
+        event = _next_event(watch.stdout)
         assert event["type"] == "ADDED"
         assert event["object"]["metadata"]["name"] == "w1"
     finally:

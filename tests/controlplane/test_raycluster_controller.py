@@ -12,7 +12,7 @@ import yaml
 
 from e2e.paths import manifest
 from localcluster.controlplane import ControlPlane
-from tests.kubehelpers import OperatorProcess, apply, get_json, wait_for
+from tests.kubehelpers import OperatorProcess, apply, get_json, look_again, wait_for
 
 pytestmark = pytest.mark.controlplane
 
@@ -181,10 +181,8 @@ def test_autoscaling_cluster_never_deletes_at_random(
         name,
         [{"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 1}],
     )
-    # Nothing named: both workers stay, however long we wait for a mistake.
-    import time
-
-    time.sleep(5)
+    # Nothing named: both workers stay, however often the operator looks.
+    look_again(control_plane, operator, namespace, "raycluster", name, "RayCluster")
     assert _worker_count(control_plane, namespace, name) == 2
 
 
@@ -311,9 +309,8 @@ def test_operator_restart_mid_scale_leaves_no_duplicates(
     operator.stop(kill=True)
     operator.start()
     wait_for(lambda: _ready(control_plane, namespace, "restart-rc", 8), timeout=120)
-    import time
-
-    time.sleep(3)
+    # The restarted operator looks again and still sees nothing to add.
+    look_again(control_plane, operator, namespace, "raycluster", "restart-rc", "RayCluster")
     assert _worker_count(control_plane, namespace, "restart-rc") == 8
     assert len(_pods(control_plane, namespace, "restart-rc", "ray.io/node-type=head")) == 1
 

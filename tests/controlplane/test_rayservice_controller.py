@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import yaml
 from e2e.paths import manifest
 from localcluster.controlplane import ControlPlane
 from raykube.builders import labels
-from tests.kubehelpers import OperatorProcess, apply, get_json, wait_for
+from tests.kubehelpers import OperatorProcess, apply, get_json, look_again, wait_for
 
 from .rayservice_heads import HeadMapper, mapped_heads
 
@@ -63,6 +63,18 @@ def status(cp: ControlPlane, ns: str, name: str) -> dict[str, Any]:
 
 def conds(st: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in st.get("conditions") or []}
+
+
+def condition(
+    cp: ControlPlane, ns: str, name: str, type_: str, want: tuple[str, str]
+) -> Callable[[], dict[str, Any] | None]:
+    """A ``wait_for`` check: the status once condition ``type_`` is ``want`` (status, reason)."""
+
+    def check() -> dict[str, Any] | None:
+        st = status(cp, ns, name)
+        return st if conds(st).get(type_) == want else None
+
+    return check
 
 
 def cond_message(st: dict[str, Any], type_: str) -> str:
@@ -128,13 +140,14 @@ def _start_and_serve(
 
 
 def _restart_resubmits_nothing(
-    cp: ControlPlane, ns: str, operator: OperatorProcess, cluster: str
+    cp: ControlPlane, ns: str, operator: OperatorProcess, name: str, cluster: str
 ) -> None:
     submitted = annotation(cp, ns, cluster, labels.SERVE_CONFIG_SUBMITTED_AT)
     before = reasons(cp, ns).count("SubmittedServeConfig")
     operator.stop()
     operator.start()
-    time.sleep(15)  # several passes of the restarted operator
+    # Passes of the restarted operator (its counter starts from 0).
+    look_again(cp, operator, ns, "rayservice", name, "RayService", passes=3)
     assert annotation(cp, ns, cluster, labels.SERVE_CONFIG_SUBMITTED_AT) == submitted
     assert reasons(cp, ns).count("SubmittedServeConfig") == before
 
@@ -173,12 +186,19 @@ def test_walkthrough_in_place_update_and_zero_downtime_upgrade(
         wait_for(lambda: order(heads, first) == "8", timeout=120, interval=1)
         assert cluster_names(cp, ns, name) == [first]
         assert reasons(cp, ns).count("SubmittedServeConfig") == 2
-        _restart_resubmits_nothing(cp, ns, operator, first)
+        _restart_resubmits_nothing(cp, ns, operator, name, first)
         # Step 8.1: replicas change: no new cluster; raykube copies it in place.
         doc["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["replicas"] = 2
         apply(cp, ns, doc)
-        rc = lambda: get_json(cp, "raycluster", first, "-n", ns)["spec"]  # noqa: E731
-        wait_for(lambda: rc()["workerGroupSpecs"][0]["replicas"] == 2, timeout=60)
+        wait_for(
+            lambda: (
+                get_json(cp, "raycluster", first, "-n", ns)["spec"]["workerGroupSpecs"][0][
+                    "replicas"
+                ]
+                == 2
+            ),
+            timeout=60,
+        )
         assert cluster_names(cp, ns, name) == [first]
         # Step 8.4: rayVersion change: a pending cluster, the switch, the old one deleted.
         doc["spec"]["rayClusterConfig"]["rayVersion"] = "2.100.0"
@@ -223,15 +243,11 @@ def test_none_strategy_keeps_the_cluster_and_says_so(
         doc["spec"]["rayClusterConfig"]["rayVersion"] = "2.100.0"
         apply(cp, ns, doc)
         st = wait_for(
-            lambda: (
-                (s := status(cp, ns, name))
-                and conds(s)["UpgradeInProgress"] == ("False", "UpgradeDisabled")
-                and s
-            ),
+            condition(cp, ns, name, "UpgradeInProgress", ("False", "UpgradeDisabled")),
             timeout=60,
         )
         assert "upgradeStrategy.type is None" in cond_message(st, "UpgradeInProgress")
-        time.sleep(5)
+        look_again(cp, operator, ns, "rayservice", name, "RayService")
         assert cluster_names(cp, ns, name) == [first]
         assert not status(cp, ns, name).get("pendingServiceStatus", {}).get("rayClusterName")
         assert order(heads, first) == "6"
@@ -291,7 +307,7 @@ def test_suspend_deletes_clusters_and_services_and_resume_serves_again(
         deleted = [m for _, r, m in events(cp, ns) if r == "DeletedRayCluster"]
         assert any(first in m and "spec.suspend" in m for m in deleted), deleted
         assert "DeletedService" in reasons(cp, ns)
-        time.sleep(5)  # nothing comes back while suspended
+        look_again(cp, operator, ns, "rayservice", name, "RayService")  # nothing comes back
         assert not cluster_names(cp, ns, name) and not services_of(cp, ns, name)
 
         doc["spec"]["suspend"] = False
@@ -316,11 +332,7 @@ def test_upgrade_not_ready_by_its_deadline_stops_and_keeps_traffic(
         doc["spec"]["rayClusterConfig"]["rayVersion"] = "2.100.0"
         apply(cp, ns, doc)
         st = wait_for(
-            lambda: (
-                (s := status(cp, ns, name))
-                and conds(s)["UpgradeInProgress"] == ("False", "UpgradeTimedOut")
-                and s
-            ),
+            condition(cp, ns, name, "UpgradeInProgress", ("False", "UpgradeTimedOut")),
             timeout=120,
             interval=1,
         )
@@ -328,7 +340,7 @@ def test_upgrade_not_ready_by_its_deadline_stops_and_keeps_traffic(
         assert f"traffic stays on {first}" in cond_message(st, "UpgradeInProgress")
         assert selector(cp, ns, f"{name}-serve-svc")["ray.io/cluster"] == first
         assert ("Warning", "UpgradeTimedOut") in [(k, r) for k, r, _ in events(cp, ns)]
-        time.sleep(10)  # kept for inspection, not retried
+        look_again(cp, operator, ns, "rayservice", name, "RayService")  # kept, not retried
         assert cluster_names(cp, ns, name) == sorted([first, pending])
         assert conds(status(cp, ns, name))["Ready"] == ("True", "NonZeroServeEndpoints")
         assert order(heads, first) == "6"
@@ -369,11 +381,7 @@ def test_first_cluster_not_serving_within_the_initializing_timeout_is_given_up(
     apply(cp, ns, doc)  # no Ray head behind it: the cluster never serves
     first = wait_for(lambda: cluster_names(cp, ns, name), timeout=30)[0]
     st = wait_for(
-        lambda: (
-            (s := status(cp, ns, name))
-            and conds(s).get("Ready") == ("False", "InitializingTimeout")
-            and s
-        ),
+        condition(cp, ns, name, "Ready", ("False", "InitializingTimeout")),
         timeout=90,
         interval=1,
     )
@@ -384,7 +392,8 @@ def test_first_cluster_not_serving_within_the_initializing_timeout_is_given_up(
     scheduled = [m for _, r, m in seen if r == "ScheduledRayClusterDeletion"]
     assert any(first in m and "initializing-timeout" in m for m in scheduled), scheduled
     wait_for(lambda: not cluster_names(cp, ns, name), timeout=60)
-    time.sleep(8)  # given up: nothing is built again for the same spec
+    # Given up: nothing is built again for the same spec.
+    look_again(cp, operator, ns, "rayservice", name, "RayService")
     assert not cluster_names(cp, ns, name)
     assert conds(status(cp, ns, name))["Ready"] == ("False", "InitializingTimeout")
     doc["spec"]["rayClusterConfig"]["rayVersion"] = "2.100.0"
@@ -403,11 +412,7 @@ def test_unreachable_dashboard_past_its_threshold_replaces_the_cluster(
         first, _ = _start_and_serve(cp, ns, doc, heads)
         heads.detach(first, retire=True)  # its Ray head is gone for good
         st = wait_for(
-            lambda: (
-                (s := status(cp, ns, name))
-                and conds(s).get("ServingClusterHealthy") == ("False", "DashboardUnreachable")
-                and s
-            ),
+            condition(cp, ns, name, "ServingClusterHealthy", ("False", "DashboardUnreachable")),
             timeout=120,
             interval=1,
         )
@@ -451,11 +456,7 @@ def test_bad_configs_never_reach_or_break_the_running_applications(
         )
         apply(cp, ns, doc)
         st = wait_for(
-            lambda: (
-                (s := status(cp, ns, name))
-                and conds(s)["ServeConfigApplied"] == ("False", "InvalidServeConfig")
-                and s
-            ),
+            condition(cp, ns, name, "ServeConfigApplied", ("False", "InvalidServeConfig")),
             timeout=60,
         )
         assert "applications[0].route_prefix" in cond_message(st, "ServeConfigApplied")
@@ -468,11 +469,7 @@ def test_bad_configs_never_reach_or_break_the_running_applications(
         )
         apply(cp, ns, doc)
         st = wait_for(
-            lambda: (
-                (s := status(cp, ns, name))
-                and conds(s)["ServeConfigApplied"] == ("False", "ServeDeployFailed")
-                and s
-            ),
+            condition(cp, ns, name, "ServeConfigApplied", ("False", "ServeDeployFailed")),
             timeout=SERVE_TIMEOUT,
             interval=2,
         )
@@ -487,7 +484,7 @@ def test_bad_configs_never_reach_or_break_the_running_applications(
         wait_for(lambda: serving(cp, ns, name), timeout=SERVE_TIMEOUT, interval=2)
         # A head that lost its applications (restarted without GCS FT) gets them back.
         # (Not DELETE, which shuts Serve down and would restart it on port 8000.)
-        empty = {"applications": []}
+        empty: dict[str, list[Any]] = {"applications": []}
         httpx.put(heads.head(first).dashboard_url + "/api/serve/applications/", json=empty,
                   timeout=60)  # fmt: skip
         wait_for(
@@ -518,10 +515,8 @@ def test_unhealthy_application_past_its_threshold_replaces_the_cluster(
         first, _ = _start_and_serve(cp, ns, doc, heads)
         marker.touch()  # Flaky's health check fails from now on, on every replica
         st = wait_for(
-            lambda: (
-                (s := status(cp, ns, name))
-                and conds(s).get("ServingClusterHealthy") == ("False", "ServeApplicationUnhealthy")
-                and s
+            condition(
+                cp, ns, name, "ServingClusterHealthy", ("False", "ServeApplicationUnhealthy")
             ),
             timeout=180,
             interval=1,
