@@ -179,7 +179,9 @@ class Clock:
 
 
 def _pair(store: FakeLeases, clock: Clock) -> tuple[Elector, Elector]:
-    make = lambda who: Elector(store, "lease", "ns", who, Timing(), clock, lambda: NOW)  # noqa: E731
+    def make(who: str) -> Elector:
+        return Elector(store, "lease", "ns", who, Timing(), clock, lambda: NOW)
+
     return make("a"), make("b")
 
 
@@ -227,10 +229,11 @@ async def test_two_candidates_racing_for_an_expired_lease_one_wins() -> None:
     clock.now += 20
     # Both read the same expired version; the second write carries a stale one.
     lease = await store.get(LEASES, "ns", "lease")
-    a._see(lease), b._see(lease)
+    a._see(lease)
+    b._see(lease)
     original_get = store.get
 
-    async def stale_get(res: Resource, ns: str | None, name: str) -> dict[str, Any] | None:
+    async def stale_get(res: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(lease)
 
     store.get = stale_get  # type: ignore[method-assign]

@@ -4,6 +4,7 @@ replacement they trigger, and its back-off."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -120,7 +121,10 @@ def test_clock_start_is_written_to_the_cluster() -> None:
 
 
 def test_unhealthy_cluster_under_strategy_none_is_only_reported() -> None:
-    spec = {"deploymentUnhealthySecondThreshold": 30, "upgradeStrategy": {"type": "None"}}
+    spec: dict[str, Any] = {
+        "deploymentUnhealthySecondThreshold": 30,
+        "upgradeStrategy": {"type": "None"},
+    }
     rs = with_status(service(**spec), active="rs-a")
     a = cluster("rs-a", health=HealthRecord(unreachable_since=at(0)))
     plan = decide(observe(rs, [a], serve={"rs-a": DOWN}, now=at(31)))
@@ -128,7 +132,10 @@ def test_unhealthy_cluster_under_strategy_none_is_only_reported() -> None:
 
 
 def test_unhealthy_cluster_under_recreate_is_deleted_and_rebuilt() -> None:
-    spec = {"deploymentUnhealthySecondThreshold": 30, "upgradeStrategy": {"type": "Recreate"}}
+    spec: dict[str, Any] = {
+        "deploymentUnhealthySecondThreshold": 30,
+        "upgradeStrategy": {"type": "Recreate"},
+    }
     rs = with_status(service(**spec), active="rs-a")
     a = cluster("rs-a", rs, health=HealthRecord(unreachable_since=at(0)))
     plan = decide(observe(rs, [a], serve={"rs-a": DOWN}, now=at(31)))

@@ -3,6 +3,7 @@ keep, recreate, delete), through the pure ``decide``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -35,7 +36,7 @@ from .rayservice_helpers import (
 OLD = "old-config-hash"
 
 
-def names(pairs: list[tuple[Any, str]]) -> list[tuple[str, str]]:
+def names(pairs: Sequence[tuple[Any, str]]) -> list[tuple[str, str]]:
     return [(c.name, why) for c, why in pairs]
 
 
