@@ -47,12 +47,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from raykube.adapters.kube import BY_KIND, EVENTS, ApiError, Resource
+from raykube.adapters.kube import BY_KIND, EVENTS, SECRETS, ApiError, Resource
 
 JSON = dict[str, Any]
 ObjKey = tuple[str, str, str]  # (kind, namespace, name)
 IndexKey = tuple[str, str]
 
+#: The kinds FakeKube stores (Secrets too: a test may hold a dashboard token).
+KINDS = {**BY_KIND, SECRETS.kind: SECRETS}
 #: Verbs that change the store (a dry-run apply is counted apart).
 WRITES = ("create", "update", "patch", "apply", "delete")
 
@@ -134,7 +136,7 @@ class FakeKube:
 
     def put(self, obj: JSON) -> JSON:
         """Store ``obj`` as the API server would after a create, status included."""
-        res = BY_KIND[obj["kind"]]
+        res = KINDS[obj["kind"]]
         meta = obj["metadata"]
         return self._insert(res, meta.get("namespace"), copy.deepcopy(obj), keep_status=True)
 
@@ -636,40 +638,24 @@ class FakeIndex(Mapping[IndexKey, list[Any]]):
         return key in self._view()
 
 
-@dataclass(frozen=True)
-class RayIndices:
-    """The four indices the operator registers, over a FakeKube."""
+def operator_indices(kube: FakeKube) -> dict[str, FakeIndex]:
+    """Every index the operator registers with kopf (``handlers.registration``), by
+    name, over ``kube``: the same functions, resources and label filters, read from
+    kopf's registry so that an index added there appears here too.
 
-    pods: FakeIndex
-    services: FakeIndex
-    clusters: FakeIndex
-    rayservice_clusters: FakeIndex
-
-    def freeze(self) -> None:
-        for index in (self.pods, self.services, self.clusters, self.rayservice_clusters):
-            index.freeze()
-
-    def thaw(self) -> None:
-        for index in (self.pods, self.services, self.clusters, self.rayservice_clusters):
-            index.thaw()
-
-
-def ray_indices(kube: FakeKube) -> RayIndices:
-    """The operator's own index functions and label filters (handlers.registration),
-    over ``kube``. Imported here, not at the top: only handler tests need kopf."""
+    Imported here, not at the top: only handler tests need kopf."""
     import kopf
 
-    from raykube.adapters.kube import PODS, RAYCLUSTERS, SERVICES
-    from raykube.handlers import registration as reg
+    from raykube.handlers import registration  # noqa: F401  (registers the indices)
 
-    def labels(spec: Mapping[str, Any]) -> LabelFilter:
-        return {k: None if v is kopf.PRESENT else str(v) for k, v in spec.items()}
-
-    return RayIndices(
-        pods=FakeIndex(kube, PODS, reg.ray_pods, labels(reg.RAY_CHILD)),
-        services=FakeIndex(kube, SERVICES, reg.ray_services, labels(reg.RAY_CHILD)),
-        clusters=FakeIndex(kube, RAYCLUSTERS, reg.ray_clusters),
-        rayservice_clusters=FakeIndex(
-            kube, RAYCLUSTERS, reg.rayservice_clusters, labels(reg.SERVICE_CHILD)
-        ),
-    )
+    out: dict[str, FakeIndex] = {}
+    for handler in kopf.get_default_registry()._indexing.get_all_handlers():
+        selector = handler.selector
+        assert selector is not None, handler
+        group = selector.group or ""
+        (res,) = [r for r in BY_KIND.values() if (r.group, r.plural) == (group, selector.any_name)]
+        labels = {
+            k: None if v is kopf.PRESENT else str(v) for k, v in (handler.labels or {}).items()
+        }
+        out[str(handler.id)] = FakeIndex(kube, res, handler.fn, labels)
+    return out

@@ -1,0 +1,181 @@
+"""RayCluster reconcile passes of KubeRay's sample, on the in-memory API server:
+what one pass sends, and that a pass with nothing to do sends nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from raykube.adapters.kube import PODS, RAYCLUSTERS
+from raykube.builders import labels
+from raykube.handlers import raycluster
+from tests.unit.harness import NS, Harness, load
+
+SAMPLE = "ray-cluster.sample.yaml"
+
+
+def names(pods: list[dict[str, Any]]) -> set[str]:
+    return {p["metadata"]["name"] for p in pods}
+
+
+def workers(h: Harness, cluster: str) -> list[dict[str, Any]]:
+    return h.pods(cluster, "worker")
+
+
+async def started(h: Harness, manifests: Path) -> str:
+    """The sample created and reconciled once, every pod Ready, the status caught up."""
+    doc = load(manifests, SAMPLE, "RayCluster")
+    h.kube.put(doc)
+    name: str = doc["metadata"]["name"]
+    await h.cluster_pass(name)
+    h.all_pods_ready(name)
+    await h.cluster_pass(name)
+    assert h.cluster(name)["status"]["state"] == "ready"
+    return name
+
+
+def set_replicas(h: Harness, name: str, replicas: int, to_delete: list[str] | None = None) -> None:
+    def change(rc: dict[str, Any]) -> None:
+        group = rc["spec"]["workerGroupSpecs"][0]
+        group["replicas"] = replicas
+        if to_delete is not None:
+            group["scaleStrategy"] = {"workersToDelete": to_delete}
+
+    h.kube.mutate(RAYCLUSTERS, NS, name, change)
+
+
+async def test_a_first_pass_creates_the_head_service_and_pods(
+    harness: Harness, manifests: Path
+) -> None:
+    h = harness
+    doc = load(manifests, SAMPLE, "RayCluster")
+    h.kube.put(doc)
+    name = doc["metadata"]["name"]
+    group = doc["spec"]["workerGroupSpecs"][0]
+
+    again = await h.cluster_pass(name)
+
+    service = h.service(labels.head_service_name(name))
+    assert service is not None
+    assert service["spec"]["selector"][labels.NODE_TYPE] == "head"
+    (head,) = h.pods(name, "head")
+    assert len(workers(h, name)) == group["replicas"]
+    assert {w["metadata"]["labels"][labels.GROUP] for w in workers(h, name)} == {group["groupName"]}
+    # Owned by the cluster: deleting it takes everything with it.
+    uid = h.cluster(name)["metadata"]["uid"]
+    assert head["metadata"]["ownerReferences"][0]["uid"] == uid
+    status = h.cluster(name)["status"]
+    assert status["head"] == {
+        "podName": head["metadata"]["name"],
+        "serviceName": service["metadata"]["name"],
+    }
+    assert status["desiredWorkerReplicas"] == group["replicas"]
+    # Templates are judged by a dry run before anything is created, then applied.
+    assert h.kube.requests["apply-dry-run"] == 2
+    assert h.kube.requests["apply"] == 1 + 1 + group["replicas"]
+    assert h.kube.requests["get"] == 0  # the cluster came from the watch cache
+    await h.events_posted()
+    assert sorted(e.reason for e in h.kube.events) == ["CreatedHeadPod", "CreatedWorkerPod"]
+    # Pods are starting: look again soon, without an event.
+    assert again == raycluster.PROGRESS_RECHECK_SECONDS
+
+
+async def test_a_pass_with_nothing_changed_sends_nothing(harness: Harness, manifests: Path) -> None:
+    h = harness
+    doc = load(manifests, SAMPLE, "RayCluster")
+    h.kube.put(doc)
+    name = doc["metadata"]["name"]
+    await h.cluster_pass(name)
+    # While pods start: nothing new is known, nothing is sent.
+    h.kube.reset_counts()
+    await h.cluster_pass(name)
+    await h.events_posted()
+    assert h.kube.requests == {}
+    # Ready: one status write, then silence.
+    h.all_pods_ready(name)
+    await h.cluster_pass(name)
+    assert [(r.verb, r.kind, r.subresource) for r in h.kube.log] == [
+        ("patch", "RayCluster", "status")
+    ]
+    h.kube.reset_counts()
+    again = await h.cluster_pass(name)
+    await h.events_posted()
+    assert h.kube.requests == {}, h.kube.log  # no GET, no write, no event
+    assert again is None  # settled: only events or the resync bring it back
+
+
+async def test_scaling_creates_and_deletes_the_right_pods(
+    harness: Harness, manifests: Path
+) -> None:
+    h = harness
+    name = await started(h, manifests)
+    (first,) = names(workers(h, name))
+    head = names(h.pods(name, "head"))
+
+    set_replicas(h, name, 3)
+    await h.cluster_pass(name)
+    assert len(workers(h, name)) == 3 and first in names(workers(h, name))
+    assert names(h.pods(name, "head")) == head
+    assert h.kube.requests["delete"] == 0
+    h.all_pods_ready(name)
+    await h.cluster_pass(name)
+
+    # Down by one: the worker that is not Ready goes, not a serving one.
+    sick = sorted(names(workers(h, name)) - {first})[0]
+    h.kube.set_pod_ready(NS, sick, ready=False)
+    h.kube.reset_counts()
+    set_replicas(h, name, 2)
+    await h.cluster_pass(name)
+    assert [(r.verb, r.name) for r in h.kube.log if r.verb == "delete"] == [("delete", sick)]
+    assert sick not in names(workers(h, name)) and len(workers(h, name)) == 2
+
+    # Named victims: exactly those, however ready they are.
+    h.kube.reset_counts()
+    set_replicas(h, name, 1, to_delete=[first])
+    await h.cluster_pass(name)
+    assert [r.name for r in h.kube.log if r.verb == "delete"] == [first]
+    assert first not in names(workers(h, name)) and len(workers(h, name)) == 1
+    assert h.kube.requests["apply"] == 0  # nothing replaced what was asked to go
+    await h.events_posted()
+    deleted = [e.message for e in h.kube.events if e.reason == "DeletedWorkerPod"]
+    assert len(deleted) == 2 and first in deleted[1]
+
+
+async def test_a_stale_status_write_is_dropped_and_retried(
+    harness: Harness, manifests: Path
+) -> None:
+    h = harness
+    doc = load(manifests, SAMPLE, "RayCluster")
+    h.kube.put(doc)
+    name = doc["metadata"]["name"]
+    await h.cluster_pass(name)
+    h.all_pods_ready(name)
+    # The watch has not delivered the newest RayCluster yet: the pass computes
+    # from an object whose resourceVersion the API server has moved past.
+    h.indices["ray_clusters"].freeze()
+    h.kube.mutate(
+        RAYCLUSTERS, NS, name, lambda rc: rc["metadata"].setdefault("labels", {}).update(team="a")
+    )
+    h.kube.reset_counts()
+    await h.cluster_pass(name)
+    assert [(r.verb, r.subresource) for r in h.kube.log] == [("patch", "status")]
+    assert h.cluster(name)["status"]["state"] != "ready"  # the 409 wrote nothing
+    assert h.queued(h.clusters, name)  # and the key runs again at once
+    # The watch catches up: the retry writes, from the newest object.
+    h.indices["ray_clusters"].thaw()
+    await h.cluster_pass(name)
+    stored = h.cluster(name)
+    assert stored["status"]["state"] == "ready"
+    assert stored["metadata"]["labels"]["team"] == "a"
+
+
+async def test_a_deleted_pod_is_replaced_once(harness: Harness, manifests: Path) -> None:
+    h = harness
+    name = await started(h, manifests)
+    (worker,) = names(workers(h, name))
+    await h.kube.delete(PODS, NS, worker)
+    h.kube.reset_counts()
+    await h.cluster_pass(name)
+    await h.cluster_pass(name)  # the new pod is in the cache by now: no second one
+    assert h.kube.requests["apply"] == 1
+    assert len(workers(h, name)) == 1 and worker not in names(workers(h, name))

@@ -1,0 +1,124 @@
+"""RayService reconcile passes of KubeRay's sample, on the in-memory API server
+and Ray dashboards: its cluster, one serve config submission once the head is
+Ready, the traffic switch, and a steady pass that sends nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from raykube.adapters.kube import RAYCLUSTERS
+from raykube.builders import labels
+from tests.unit.harness import NS, Harness, load
+
+SAMPLE = "ray-service.sample.yaml"
+
+
+async def created(h: Harness, manifests: Path) -> tuple[str, str]:
+    """The sample applied and reconciled once: (RayService name, its cluster's name)."""
+    doc = load(manifests, SAMPLE, "RayService")
+    h.kube.put(doc)
+    name: str = doc["metadata"]["name"]
+    await h.service_pass(name)
+    (cluster,) = h.kube.all(RAYCLUSTERS, NS)
+    return name, cluster["metadata"]["name"]
+
+
+async def serving(h: Harness, manifests: Path) -> tuple[str, str]:
+    """The sample serving: its cluster's pods Ready, Serve RUNNING, traffic switched."""
+    name, cluster = await created(h, manifests)
+    await h.cluster_pass(cluster)
+    h.all_pods_ready(cluster)
+    await h.cluster_pass(cluster)
+    for _ in range(5):
+        await h.service_pass(name)
+        ready = conditions(h, name).get("Ready")
+        if ready == ("True", "NonZeroServeEndpoints"):
+            return name, cluster
+    raise AssertionError(f"not serving after 5 passes: {conditions(h, name)}")
+
+
+def conditions(h: Harness, name: str) -> dict[str, tuple[str, str]]:
+    status = h.rayservice(name).get("status") or {}
+    return {c["type"]: (c["status"], c["reason"]) for c in status.get("conditions") or []}
+
+
+async def test_a_first_pass_creates_its_cluster(harness: Harness, manifests: Path) -> None:
+    h = harness
+    name, cluster = await created(h, manifests)
+    rc = h.cluster(cluster)
+    owner = rc["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"]) == ("RayService", h.rayservice(name)["metadata"]["uid"])
+    assert rc["metadata"]["labels"][labels.ORIGINATED_FROM_CR] == name
+    sample = load(manifests, SAMPLE, "RayService")["spec"]["rayClusterConfig"]
+    assert (
+        rc["spec"]["workerGroupSpecs"][0]["groupName"] == sample["workerGroupSpecs"][0]["groupName"]
+    )
+    # No head yet: nothing is submitted and no traffic goes anywhere.
+    assert not h.serve.heads
+    assert h.service(f"{name}-serve-svc") is None
+    assert conditions(h, name)["Ready"] == ("False", "Initializing")
+    await h.events_posted()
+    assert [e.reason for e in h.kube.events] == ["CreatedRayCluster"]
+
+
+async def test_the_serve_config_is_submitted_once_when_the_head_is_ready(
+    harness: Harness, manifests: Path
+) -> None:
+    h = harness
+    name, cluster = await created(h, manifests)
+    await h.cluster_pass(cluster)
+    await h.service_pass(name)
+    assert not h.head(cluster).submitted, "submitted to a head that is not Ready"
+
+    (head,) = h.pods(cluster, "head")
+    h.kube.set_pod_ready(NS, head["metadata"]["name"])
+    await h.service_pass(name)
+    (submitted,) = h.head(cluster).submitted
+    wanted = yaml.safe_load(load(manifests, SAMPLE, "RayService")["spec"]["serveConfigV2"])
+    assert [a["name"] for a in submitted["applications"]] == [
+        a["name"] for a in wanted["applications"]
+    ]
+    notes = h.cluster(cluster)["metadata"]["annotations"]
+    assert notes[labels.SERVE_CONFIG_HASH] and notes[labels.SERVE_CONFIG_SUBMITTED_AT]
+    for _ in range(3):
+        await h.service_pass(name)
+    assert len(h.head(cluster).submitted) == 1
+    assert h.head(cluster).requests["PUT /api/serve/applications/"] == 1
+
+
+async def test_traffic_switches_to_the_cluster_once_it_serves(
+    harness: Harness, manifests: Path
+) -> None:
+    h = harness
+    name, cluster = await serving(h, manifests)
+    for service in (f"{name}-serve-svc", labels.rayservice_head_service_name(name)):
+        found = h.service(service)
+        assert found is not None, service
+        assert found["spec"]["selector"][labels.CLUSTER] == cluster
+    status = h.rayservice(name)["status"]
+    assert status["activeServiceStatus"]["rayClusterName"] == cluster
+    apps = status["activeServiceStatus"]["applicationStatuses"]
+    assert apps and all(a["status"] == "RUNNING" for a in apps.values())
+    (head,) = h.pods(cluster, "head")
+    assert head["metadata"]["labels"][labels.SERVE] == "true"
+    await h.events_posted()
+    assert "SwitchedTraffic" in [e.reason for e in h.kube.events]
+
+
+async def test_a_steady_pass_sends_nothing(harness: Harness, manifests: Path) -> None:
+    h = harness
+    name, cluster = await serving(h, manifests)
+    await h.service_pass(name)  # the status's last word after the switch
+    await h.events_posted()
+    h.kube.reset_counts()
+    events = len(h.kube.events)
+    delays = [await h.service_pass(name) for _ in range(3)]
+    await h.events_posted()
+    assert h.kube.requests == {}, h.kube.log  # no GET, no write, no event
+    assert len(h.kube.events) == events
+    assert len(h.head(cluster).submitted) == 1
+    # Steady: the polls back off instead of every 2 s.
+    steady = [d for d in delays if d is not None]
+    assert len(steady) == 3 and steady == sorted(steady) and steady[-1] > steady[0]
