@@ -29,7 +29,7 @@ import yaml
 
 from e2e import sample, stack
 from e2e.kube import Kubectl, is_ready, post, serve_url, summary, wait_routed
-from localcluster import controlplane
+from localcluster import controlplane, processes
 from localcluster.node import LocalCluster
 from localcluster.progress import Progress
 
@@ -141,21 +141,25 @@ def _apply(k: Kubectl, built: stack.Images, state: Path) -> tuple[str, Path]:
 
 def _wait_ready(k: Kubectl, name: str, progress: Progress, timeout: float) -> bool:
     """Print a line whenever what the cluster shows changes, until Ready."""
-    deadline = time.monotonic() + timeout
     last, last_print = "", 0.0
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
+        nonlocal last, last_print
         line = summary(k, name)
         if line != last or time.monotonic() - last_print > 30:
             progress.step(line)
             last, last_print = line, time.monotonic()
-        if is_ready(k.get("rayservice", name)):
-            final = summary(k, name)
-            if final != last:
-                progress.step(final)
-            return True
-        time.sleep(2)
-    say(f"\nThe RayService was not Ready within {timeout:.0f}s.")
-    return False
+        return is_ready(k.get("rayservice", name))
+
+    try:
+        processes.wait_until(f"RayService {name} Ready", ready, timeout=timeout, interval=2)
+    except processes.WaitTimeout:
+        say(f"\nThe RayService was not Ready within {timeout:.0f}s.")
+        return False
+    final = summary(k, name)
+    if final != last:
+        progress.step(final)
+    return True
 
 
 def _diagnose(k: Kubectl, name: str) -> None:

@@ -117,10 +117,13 @@ async def test_user_config_change_is_applied_in_place_without_restart(
     await wait_for_apps(client, head, {"fruit_app": "RUNNING"})
     before = await _replica_ids(client, head, "fruit_app", "MangoStand")
     await client.put_applications(head, fruit_and_math(ray_head, price=4))
-    deadline = time.monotonic() + 60
-    while order(ray_head, "/fruit/", ["MANGO", 2]) != (200, "8"):
-        assert time.monotonic() < deadline, "price 4 never applied"
-        await asyncio.sleep(0.5)
+    await asyncio.to_thread(
+        processes.wait_until,
+        "price 4 to be applied",
+        lambda: order(ray_head, "/fruit/", ["MANGO", 2]) == (200, "8"),
+        timeout=60,
+        interval=0.5,
+    )
     assert await _replica_ids(client, head, "fruit_app", "MangoStand") == before
 
 
