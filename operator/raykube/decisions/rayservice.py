@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from raykube.builders import labels
+from raykube.builders.rayservice import group_sizes
 from raykube.decisions import rayservice_health as health
 from raykube.decisions.durations import parse_seconds
 from raykube.decisions.pods import PodView
@@ -262,10 +263,7 @@ def _suspension(obs: Observed, plan: Plan) -> None:
 
 
 def _scaling(obs: Observed, plan: Plan) -> None:
-    wanted = {
-        g.group_name: [g.replicas, g.min_replicas, g.max_replicas]
-        for g in obs.service.spec.ray_cluster_config.worker_group_specs
-    }
+    wanted = group_sizes(obs.service)
     for cluster in _members(obs.roles):
         if plan.deleted(cluster):
             continue

@@ -39,7 +39,6 @@ PACKAGE = Path(raykube.__file__).resolve().parent
 #: its HTTP method: PUT is "update", POST "create", PATCH "patch".
 METHOD_VERBS: dict[str, tuple[str, ...]] = {
     "get": ("get",),
-    "list": ("list",),
     "create": ("create",),
     "update": ("update",),
     "delete": ("delete",),
