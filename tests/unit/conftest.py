@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 import pytest
 
 from raykube.adapters.dashboard import DashboardClient
 from tests.unit.fakedashboard import FakeServe
 from tests.unit.fakekube import FakeKube
-
-if TYPE_CHECKING:
-    from tests.unit.harness import Harness
+from tests.unit.harness import Harness, running
 
 
 @pytest.fixture()
@@ -39,8 +36,5 @@ async def dashboard(serve: FakeServe) -> AsyncIterator[DashboardClient]:
 @pytest.fixture()
 async def harness() -> AsyncIterator[Harness]:
     """Both controllers on FakeKube and FakeServe (tests/unit/harness.py)."""
-    # Imported here: only the handler-pass tests need the handlers (and kopf).
-    from tests.unit.harness import running
-
     async with running() as built:
         yield built

@@ -47,7 +47,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from raykube.adapters.kube import BY_KIND, EVENTS, SECRETS, ApiError, Resource
+import kopf
+
+# Imported for its effect: it registers the operator's indices with kopf (operator_indices).
+import raykube.handlers.registration  # noqa: F401
+from raykube.adapters.kube import BY_KIND, EVENTS, PODS, SECRETS, ApiError, Resource
 
 JSON = dict[str, Any]
 ObjKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -153,7 +157,6 @@ class FakeKube:
         self, namespace: str, name: str, ready: bool = True, ip: str = "10.0.0.1"
     ) -> JSON:
         """What the kubelet does: Running, the Ready condition, a pod IP."""
-        from raykube.adapters.kube import PODS
 
         def change(pod: JSON) -> None:
             status = pod.setdefault("status", {})
@@ -641,13 +644,8 @@ class FakeIndex(Mapping[IndexKey, list[Any]]):
 def operator_indices(kube: FakeKube) -> dict[str, FakeIndex]:
     """Every index the operator registers with kopf (``handlers.registration``), by
     name, over ``kube``: the same functions, resources and label filters, read from
-    kopf's registry so that an index added there appears here too.
-
-    Imported here, not at the top: only handler tests need kopf."""
-    import kopf
-
-    from raykube.handlers import registration  # noqa: F401  (registers the indices)
-
+    kopf's registry (filled by importing ``handlers.registration``) so that an
+    index added there appears here too."""
     out: dict[str, FakeIndex] = {}
     for handler in kopf.get_default_registry()._indexing.get_all_handlers():
         selector = handler.selector

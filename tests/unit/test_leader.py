@@ -12,6 +12,7 @@ import pytest
 from raykube import leader, settings
 from raykube.adapters.kube import LEASES, ApiError, Resource
 from raykube.leader import Decision, Elector, Record, Seen, Timing, decide, lease_spec, observe
+from raykube.metrics import LEADER_ELECTION_LEADING
 
 NOW = "2026-01-01T00:00:00.000000Z"
 LATER = "2026-01-01T00:00:05.000000Z"
@@ -298,8 +299,6 @@ async def test_acquire_waits_until_stopped() -> None:
 
 
 async def test_leading_gauge_follows_the_lease() -> None:
-    from raykube.metrics import LEADER_ELECTION_LEADING
-
     store, clock = FakeLeases(), Clock()
     a, _ = _pair(store, clock)
     await a.step()
