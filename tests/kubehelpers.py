@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -121,13 +122,26 @@ TOUCH = "test.raykube.io/touch"
 _touches = itertools.count(1)
 
 
+def metric(op: OperatorProcess, name: str, **want: str) -> float:
+    """The sum of the samples of metric ``name`` whose labels include ``want``
+    (0 when none is exported yet)."""
+    total = 0.0
+    for line in op.metrics().splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        metric_name, _, rest = series.partition("{")
+        if metric_name != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
+        if all(found.get(k) == v for k, v in want.items()):
+            total += float(value)
+    return total
+
+
 def reconciles(op: OperatorProcess, kind: str) -> float:
     """``raykube_reconcile_total{kind=...}`` now (0 before the first pass of that kind)."""
-    prefix = f'raykube_reconcile_total{{kind="{kind}"}} '
-    for line in op.metrics().splitlines():
-        if line.startswith(prefix):
-            return float(line[len(prefix) :])
-    return 0.0
+    return metric(op, "raykube_reconcile_total", kind=kind)
 
 
 def wait_reconciles(

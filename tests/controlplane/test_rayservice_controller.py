@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,15 @@ import yaml
 from e2e.paths import manifest
 from localcluster.controlplane import ControlPlane
 from raykube.builders import labels
-from tests.kubehelpers import OperatorProcess, apply, get_json, look_again, wait_for
+from tests.kubehelpers import (
+    OperatorProcess,
+    apply,
+    get_json,
+    look_again,
+    metric,
+    wait_for,
+    wait_reconciles,
+)
 
 from .rayservice_heads import HeadMapper, mapped_heads
 
@@ -152,6 +161,29 @@ def _restart_resubmits_nothing(
     assert reasons(cp, ns).count("SubmittedServeConfig") == before
 
 
+def _metrics_after_first_serve(op: OperatorProcess) -> None:
+    """Each RayService metric moved by the first cluster serving (scraped, not just defined)."""
+    assert metric(op, "raykube_serve_config_submissions_total", result="accepted") >= 1
+    assert metric(op, "raykube_serve_config_submit_duration_seconds_count") >= 1
+    assert metric(op, "raykube_rayservices", condition="Ready", status="True") >= 1
+    apps = "GET /api/serve/applications/"
+    assert metric(op, "raykube_dashboard_request_duration_seconds_count", endpoint=apps) >= 1
+
+
+def _steady_sends_nothing(cp: ControlPlane, op: OperatorProcess, ns: str, name: str) -> None:
+    """A serving RayService, left alone, is still looked at (each pass polls its
+    head's dashboard, backing off 5, 10, 20 s) but sends nothing to the API
+    server: reads come from the watch caches, and nothing is written."""
+    look_again(cp, op, ns, "rayservice", name, "RayService")  # settle: the back-off restarts
+    before = metric(op, "raykube_kube_requests_total")
+    started = time.monotonic()
+    wait_reconciles(op, "RayService", 3, timeout=120)
+    sent = metric(op, "raykube_kube_requests_total") - before
+    elapsed = time.monotonic() - started
+    print(f"steady RayService: {sent:g} API requests in {elapsed:.1f} s over 3 passes")
+    assert sent == 0, f"{sent:g} API requests while nothing changed"
+
+
 def test_walkthrough_in_place_update_and_zero_downtime_upgrade(
     control_plane: ControlPlane, operator: OperatorProcess, namespace: str
 ) -> None:
@@ -181,6 +213,7 @@ def test_walkthrough_in_place_update_and_zero_downtime_upgrade(
         assert head_pod["items"][0]["metadata"]["labels"]["ray.io/serve"] == "true"
         # Step 6: a request to the fruit stand.
         assert order(heads, first) == "6"
+        _metrics_after_first_serve(operator)
         # Step 7: serve config change: reconfigured in place on the same cluster.
         apply(cp, ns, set_price(doc, 4))
         wait_for(lambda: order(heads, first) == "8", timeout=120, interval=1)
@@ -227,6 +260,9 @@ def test_walkthrough_in_place_update_and_zero_downtime_upgrade(
         assert order(heads, pending) == "8"  # the new cluster got the current config
         st = wait_for(lambda: serving(cp, ns, name), timeout=60)
         assert conds(st)["UpgradeInProgress"] == ("False", "NoPendingCluster")
+        assert metric(operator, "raykube_upgrades_total", outcome="completed") >= 1
+        assert metric(operator, "raykube_upgrade_duration_seconds_count") >= 1
+        _steady_sends_nothing(cp, operator, ns, name)
     got = reasons(cp, ns)
     for reason in ("CreatedRayCluster", "SwitchedTraffic", "ScheduledRayClusterDeletion",
                    "DeletedRayCluster", "UpdatedRayCluster"):  # fmt: skip
