@@ -5,6 +5,7 @@ Ready, the traffic switch, and a steady pass that sends nothing."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -122,3 +123,40 @@ async def test_a_steady_pass_sends_nothing(harness: Harness, manifests: Path) ->
     # Steady: the polls back off instead of every 2 s.
     steady = [d for d in delays if d is not None]
     assert len(steady) == 3 and steady == sorted(steady) and steady[-1] > steady[0]
+
+
+async def test_a_pass_before_the_cache_shows_the_submission_does_not_resubmit(
+    harness: Harness, manifests: Path
+) -> None:
+    """The watch cache can lag behind our own annotation write; the next pass
+    then must still see the config as submitted (it did once send it twice)."""
+    h = harness
+    name, cluster = await created(h, manifests)
+    await h.cluster_pass(cluster)
+    (head,) = h.pods(cluster, "head")
+    h.kube.set_pod_ready(NS, head["metadata"]["name"])
+    await h.service_pass(name)
+    assert len(h.head(cluster).submitted) == 1
+    written = dict(h.cluster(cluster)["metadata"]["annotations"])
+
+    def stale(rc: dict[str, Any]) -> None:
+        notes = rc["metadata"]["annotations"]
+        for key in (labels.SERVE_CONFIG_HASH, labels.SERVE_CONFIG_SUBMITTED_AT):
+            notes.pop(key, None)
+
+    h.kube.mutate(RAYCLUSTERS, NS, cluster, stale)  # the cache before the write arrives
+    await h.service_pass(name)
+    assert len(h.head(cluster).submitted) == 1, "resubmitted on a stale cache"
+
+    def caught_up(rc: dict[str, Any]) -> None:
+        for key in (labels.SERVE_CONFIG_HASH, labels.SERVE_CONFIG_SUBMITTED_AT):
+            rc["metadata"]["annotations"][key] = written[key]
+
+    h.kube.mutate(RAYCLUSTERS, NS, cluster, caught_up)
+    await h.service_pass(name)
+    assert len(h.head(cluster).submitted) == 1
+    # Once the cache caught up, what the cluster says is read again: a head that
+    # lost its config (its annotations say so) gets it back.
+    h.kube.mutate(RAYCLUSTERS, NS, cluster, stale)
+    await h.service_pass(name)
+    assert len(h.head(cluster).submitted) == 2

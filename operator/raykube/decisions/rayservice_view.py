@@ -97,6 +97,8 @@ class ClusterView:
     #: Address overrides from annotations (honoured only when enabled).
     dashboard_url: str = ""
     serve_url: str = ""
+    #: The cluster's annotations, as read.
+    notes: Mapping[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> ClusterView:
         return replace(self, **changes)
@@ -141,10 +143,25 @@ def _controller_uid(meta: Mapping[str, Any]) -> str:
     return ""
 
 
+def _from_notes(notes: Mapping[str, str]) -> dict[str, Any]:
+    """The view's fields that our annotations on the cluster carry."""
+    return {
+        "notes": dict(notes),
+        "config_hash": notes.get(labels.CLUSTER_CONFIG_HASH, ""),
+        "serve_hash": notes.get(labels.SERVE_CONFIG_HASH, ""),
+        "serve_submitted_at": parse_time(notes.get(labels.SERVE_CONFIG_SUBMITTED_AT)),
+        "serve_healthy_hash": notes.get(labels.SERVE_CONFIG_HEALTHY_HASH, ""),
+        "delete_after": parse_time(notes.get(labels.DELETE_AFTER)),
+        "health": HealthRecord.from_json(notes.get(labels.SERVE_HEALTH)),
+        "applied_scaling": _scaling(notes.get(labels.APPLIED_SCALING)),
+        "dashboard_url": notes.get(labels.DASHBOARD_URL, ""),
+        "serve_url": notes.get(labels.SERVE_URL, ""),
+    }
+
+
 def cluster_view(body: Mapping[str, Any]) -> ClusterView:
     """Read a RayCluster object (as the API server returns it)."""
     meta = body.get("metadata") or {}
-    notes: Mapping[str, str] = meta.get("annotations") or {}
     spec = body.get("spec") or {}
     return ClusterView(
         name=str(meta.get("name", "")),
@@ -152,21 +169,27 @@ def cluster_view(body: Mapping[str, Any]) -> ClusterView:
         owner_uid=_controller_uid(meta),
         created=parse_time(meta.get("creationTimestamp")) or EPOCH,
         terminating=bool(meta.get("deletionTimestamp")),
-        config_hash=notes.get(labels.CLUSTER_CONFIG_HASH, ""),
-        serve_hash=notes.get(labels.SERVE_CONFIG_HASH, ""),
-        serve_submitted_at=parse_time(notes.get(labels.SERVE_CONFIG_SUBMITTED_AT)),
-        serve_healthy_hash=notes.get(labels.SERVE_CONFIG_HEALTHY_HASH, ""),
-        delete_after=parse_time(notes.get(labels.DELETE_AFTER)),
-        health=HealthRecord.from_json(notes.get(labels.SERVE_HEALTH)),
-        applied_scaling=_scaling(notes.get(labels.APPLIED_SCALING)),
         groups=_groups(spec),
         autoscaling=bool(spec.get("enableInTreeAutoscaling")),
         suspended=bool(spec.get("suspend")),
         head_ports=_head_ports(spec),
         status=dict(body.get("status") or {}),
-        dashboard_url=notes.get(labels.DASHBOARD_URL, ""),
-        serve_url=notes.get(labels.SERVE_URL, ""),
+        **_from_notes(meta.get("annotations") or {}),
     )
+
+
+def with_notes(view: ClusterView, written: Mapping[str, str | None]) -> ClusterView:
+    """``view`` as it will look once annotations we wrote (``None``: removed)
+    reach the watch cache: a pass that runs before they do must not act on
+    the old values (submit the same config twice, schedule a deletion again)."""
+    notes = {**view.notes, **written}
+    merged = {k: v for k, v in notes.items() if v is not None}
+    return replace(view, **_from_notes(merged))
+
+
+def shows(view: ClusterView, written: Mapping[str, str | None]) -> bool:
+    """The cache already shows every annotation in ``written``."""
+    return all(view.notes.get(k) == v for k, v in written.items())
 
 
 # --- Serve, as a head's dashboard reports it --------------------------------------

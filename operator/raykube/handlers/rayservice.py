@@ -205,7 +205,9 @@ async def ensure_submissions(p: Pass, plan: Plan) -> None:
             p.event("Warning", "ServeConfigRejected", message)
             continue
         _count_submission("accepted", started)
-        forget_clusters(p.record, [cluster.name])
+        # Ask the head afresh next time; nothing it refused before stands.
+        p.record.polls.pop(cluster.name, None)
+        p.record.rejected.pop(cluster.name, None)
         notes = decisions.submitted_notes(goal, p.now)
         await _annotate(p, RAYCLUSTERS, cluster.name, {**notes})
         apps = ", ".join(goal.app_names) or "no applications"
@@ -295,6 +297,7 @@ async def ensure_group_sizes(p: Pass, plan: Plan) -> None:
         note = {"op": "add", "path": f"/metadata/annotations/{key}", "value": value}
         if not await _patch_groups(p, cluster, [*ops, note]):
             continue
+        p.record.written.setdefault(cluster.name, {})[labels.APPLIED_SCALING] = value
         changed = [f"{o['path'].split('/')[-1]}={o['value']}" for o in ops if o["op"] == "replace"]
         if changed:
             message = f"Updated worker groups of RayCluster {cluster.name}: {', '.join(changed)}"
@@ -340,6 +343,9 @@ async def _annotate(p: Pass, res: Resource, name: str, notes: dict[str, str | No
     except ApiError as err:
         if not err.not_found:
             raise
+        return
+    if res is RAYCLUSTERS:
+        p.record.written.setdefault(name, {}).update(notes)
 
 
 # --- status ---------------------------------------------------------------------------

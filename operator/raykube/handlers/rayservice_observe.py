@@ -26,7 +26,14 @@ from raykube.decisions.pods import PodView
 from raykube.decisions.rayservice import Observed, roles_of
 from raykube.decisions.rayservice_config import ServeGoal
 from raykube.decisions.rayservice_upgrade import cluster_config_hash
-from raykube.decisions.rayservice_view import ClusterView, ServeSnapshot, cluster_view, snapshot
+from raykube.decisions.rayservice_view import (
+    ClusterView,
+    ServeSnapshot,
+    cluster_view,
+    shows,
+    snapshot,
+    with_notes,
+)
 from raykube.handlers.kit import Controller
 from raykube.handlers.runtime import IndexLike, Runtime
 from raykube.handlers.state import ObjectState
@@ -156,7 +163,17 @@ async def _owned_clusters(p: Pass) -> list[ClusterView]:
             body = await p.rt.kube.get(RAYCLUSTERS, p.key[0], name)
             if body is not None and owners.owned_by(body, p.rs.metadata.uid):
                 found[name] = cluster_view(body)
-    return list(found.values())
+    return [_as_written(p.record, view) for view in found.values()]
+
+
+def _as_written(record: ObjectState, view: ClusterView) -> ClusterView:
+    written = record.written.get(view.name)
+    if not written:
+        return view
+    if shows(view, written):
+        del record.written[view.name]
+        return view
+    return with_notes(view, written)
 
 
 def head_pod(rt: Runtime, ns: str, cluster: str) -> PodView | None:
@@ -214,3 +231,4 @@ def forget_clusters(record: ObjectState, names: Iterable[str]) -> None:
     for name in names:
         record.polls.pop(name, None)
         record.rejected.pop(name, None)
+        record.written.pop(name, None)

@@ -31,8 +31,9 @@ class ObjectState:
     rejected: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: RayService: cluster name -> (monotonic time, snapshot) of the last poll.
     polls: dict[str, tuple[float, ServeSnapshot]] = field(default_factory=dict)
-    #: RayCluster: the RayService that owns it, if any (routes its head pod's events).
-    owner: Key | None = None
+    #: RayService: cluster name -> annotations written on it that the watch cache
+    #: may not show yet (``None``: removed); dropped once it does.
+    written: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
 
 class States:
