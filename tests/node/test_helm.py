@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e.paths import manifest
 from localcluster import images, kwok, processes, versions
 from localcluster.node import LocalCluster
 
@@ -28,7 +29,6 @@ pytestmark = pytest.mark.node
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "raykube"
-MANIFESTS = REPO.parent / "shared" / "manifests"
 RELEASE = "raykube"
 DEPLOYMENT = "raykube"  # the chart's full name when the release is called "raykube"
 
@@ -126,7 +126,7 @@ def users(release: Release) -> Iterator[str]:
 def _sample_cluster() -> dict[str, Any]:
     """The shared sample, its pods sent to kwok nodes: the node has no Ray image
     (and no registry to pull one from), and the operator is what is tested."""
-    doc: dict[str, Any] = yaml.safe_load((MANIFESTS / "ray-cluster.sample.yaml").read_text())
+    doc: dict[str, Any] = yaml.safe_load(manifest("ray-cluster.sample.yaml").read_text())
     spec = doc["spec"]
     for template in [spec["headGroupSpec"]["template"]] + [
         g["template"] for g in spec["workerGroupSpecs"]

@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from e2e.paths import manifest
+
 REPO = Path(__file__).resolve().parents[2]
 SERVE_RUNTIME = REPO / "serve_runtime"
 # Workers of the head import the apps, so the head gets the same path.
@@ -31,8 +33,7 @@ from raykube_serve.localhead import LocalRayHead  # noqa: E402
 
 from .helpers import Deploy  # noqa: E402
 
-SHARED = Path(os.environ.get("RAYKUBE_SHARED_DIR", REPO.parent / "shared"))
-WALKTHROUGH = SHARED / "manifests" / "ray_v1alpha1_rayservice.yaml"
+WALKTHROUGH = manifest("ray_v1alpha1_rayservice.yaml")
 
 # Apps beside the walkthrough's two, each on its own route.
 EXTRA_APPS: list[dict[str, Any]] = [
