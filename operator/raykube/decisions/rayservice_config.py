@@ -4,17 +4,26 @@ A config that Ray would refuse never leaves the operator: the RayService says
 which key is wrong and the running applications stay as they are. The checks
 follow the schema of Ray Serve 2.60 (``ServeDeploySchema``); keys Ray does not
 know are passed through, as Ray itself ignores them.
+
+The text is written by a tenant and parsed on the operator's event loop, so
+only bounded work is done on it: its size and nesting are capped, anchors and
+aliases (which let a few hundred bytes expand to gigabytes) are refused before
+anything is built, and the result must be plain JSON, what the dashboard is
+sent and the hash is taken of.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import yaml
 
 from raykube.builders import hashing
+from raykube.models import rayservice
 
 PROXY_LOCATIONS = ("Disabled", "HeadOnly", "EveryNode")
 # Ray's LoggingConfig forbids keys it does not know.
@@ -48,13 +57,24 @@ def parse_serve_config(text: str | None) -> ServeGoal:
     """
     if text is None or not text.strip():
         return ServeGoal()
+    if len(text) > MAX_SERVE_CONFIG_CHARS:
+        return ServeGoal(
+            error=f"serveConfigV2 is longer than {MAX_SERVE_CONFIG_CHARS} characters ({len(text)})"
+        )
     try:
-        config = yaml.safe_load(text)
+        config = load_json_yaml(text)
+    except _Refused as err:
+        return ServeGoal(error=f"serveConfigV2 is refused{_at(err.problem_mark)}: {err.problem}")
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
-        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
         problem = getattr(err, "problem", None) or str(err)
-        return ServeGoal(error=f"serveConfigV2 is not valid YAML{at}: {problem}")
+        return ServeGoal(error=f"serveConfigV2 is not valid YAML{_at(where)}: {problem}")
+    except (ValueError, OverflowError) as err:
+        # A value YAML's resolver matched but cannot build (a 30 February).
+        return ServeGoal(error=f"serveConfigV2 is not valid YAML: {err}")
+    problem = json_problem(config)
+    if problem:
+        return ServeGoal(error=f"serveConfigV2 holds a value JSON cannot carry: {problem}")
     errors = check_config(config)
     if errors:
         shown = "; ".join(errors[:5]) + (
@@ -63,6 +83,125 @@ def parse_serve_config(text: str | None) -> ServeGoal:
         return ServeGoal(error=f"serveConfigV2 breaks Ray Serve's schema: {shown}")
     names = tuple(str(app.get("name", "default")) for app in config["applications"])
     return ServeGoal(config=config, hash=hashing.digest(config), app_names=names)
+
+
+# --- bounded YAML -----------------------------------------------------------------
+
+#: Characters of serveConfigV2 read at all: the CRD's maxLength, checked here again
+#: for objects stored before it.
+MAX_SERVE_CONFIG_CHARS = rayservice.MAX_SERVE_CONFIG_CHARS
+#: Mappings and lists inside one another; deeper is refused before it is built.
+MAX_NESTING = rayservice.MAX_SERVE_CONFIG_NESTING
+#: Digits in one YAML integer: Python's int() of a long one is quadratic.
+_MAX_INT_CHARS = 40
+_INT64 = 2**63
+
+# libyaml's parser when built with it (as the wheels are): a 256 KiB config parses
+# in a fraction of a second instead of about one.
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Refused(yaml.YAMLError):
+    """YAML that is valid but not read: anchors, aliases, deep nesting, huge integers."""
+
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(str(node.value)) > _MAX_INT_CHARS:
+            raise _Refused("integers must fit in 64 bits", node.start_mark)
+        value: int = super().construct_yaml_int(node)
+        return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
+def _at(mark: Any) -> str:
+    return f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+
+
+def _check_events(text: str) -> None:
+    """Refuse anchors, aliases and deep nesting from the event stream, before any
+    node is built: nothing is expanded or allocated per level."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _Refused(
+                "YAML anchors and aliases (&name, *name) are not allowed; write the value out",
+                event.start_mark,
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise _Refused(
+                    f"mappings and lists nested deeper than {MAX_NESTING}",
+                    event.start_mark,
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def load_json_yaml(text: str) -> Any:
+    """``text`` parsed, once it is known to hold no anchor, alias or deep nesting.
+
+    Raises ``yaml.YAMLError`` (``_Refused`` for what is valid YAML but not read),
+    or ``ValueError`` for a scalar the resolver matched but cannot build.
+    """
+    _check_events(text)
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no Python objects
+
+
+def _key_problem(path: str, value: dict[Any, Any]) -> str | None:
+    for key in value:
+        if not isinstance(key, str):
+            return f"{path or 'the top level'}: key {key!r} is not a string (quote it)"
+    return None
+
+
+def _scalar_problem(path: str, value: Any) -> str | None:
+    where = path or "the top level"
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return None
+    if isinstance(value, int):
+        return None if -_INT64 <= value < _INT64 else f"{where}: integers must fit in 64 bits"
+    if isinstance(value, float):
+        ok = math.isfinite(value)
+        return None if ok else f"{where}: NaN and infinite numbers are not JSON"
+    if isinstance(value, date):  # datetime too
+        return f"{where}: a YAML date/time; quote it to pass a string"
+    if isinstance(value, set | frozenset):
+        return f"{where}: a YAML set (!!set); use a list"
+    if isinstance(value, bytes):
+        return f"{where}: YAML binary (!!binary) is not JSON; pass a string"
+    if isinstance(value, tuple):
+        return f"{where}: a YAML pair (!!omap, !!pairs); use a mapping"
+    return f"{where}: a {type(value).__name__} is not JSON"
+
+
+def json_problem(value: Any, path: str = "") -> str | None:
+    """The first place where ``value`` is not plain JSON (string keys, finite
+    numbers, no dates, sets or bytes), named by its path; None when it is."""
+    if isinstance(value, dict):
+        problem = _key_problem(path, value)
+        if problem:
+            return problem
+        for key, item in value.items():
+            problem = json_problem(item, f"{path}.{key}" if path else key)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = json_problem(item, f"{path}[{i}]")
+            if problem:
+                return problem
+        return None
+    return _scalar_problem(path, value)
 
 
 # --- the schema -----------------------------------------------------------------

@@ -27,6 +27,14 @@ DEFAULT_UPGRADE_TIMEOUT_SECONDS = 1800
 DEFAULT_DELETION_DELAY_SECONDS = 60
 DEFAULT_SERVICE_UNHEALTHY_SECONDS = 900
 DEFAULT_DEPLOYMENT_UNHEALTHY_SECONDS = 300
+#: serveConfigV2's maxLength, in characters. The API server stores a whole object
+#: in one etcd value (1.5 MiB by default) and this string shares it with the
+#: cluster's pod templates; real configs are a few KiB. The operator parses it on
+#: every pass, and at this size that stays a fraction of a second.
+MAX_SERVE_CONFIG_CHARS = 256 * 1024
+#: Mappings and lists inside one another in serveConfigV2. A Serve config needs
+#: about ten (five to reach a deployment's user_config).
+MAX_SERVE_CONFIG_NESTING = 64
 
 
 class RayServiceUpgradeType(StrEnum):
@@ -90,9 +98,13 @@ class RayServiceSpec(KubeModel):
     serve_config_v2: str | None = Field(
         None,
         alias="serveConfigV2",
+        max_length=MAX_SERVE_CONFIG_CHARS,
         description=(
             "Ray Serve multi-application config as a YAML string (applications, http_options, "
-            "...). Sent to the cluster's dashboard; checked there, not at admission."
+            f"...), at most {MAX_SERVE_CONFIG_CHARS} characters. The operator checks it "
+            "against Ray Serve's schema before sending it to the cluster's dashboard; YAML "
+            f"anchors and aliases, nesting deeper than {MAX_SERVE_CONFIG_NESTING} and values "
+            "JSON cannot carry (dates, sets, binary, non-string keys, NaN) are refused."
         ),
     )
     ray_cluster_config: RayClusterSpec = Field(
