@@ -268,6 +268,7 @@ class ForwardingProxy:
         body: Any = None,
         headers: dict[str, str] | None = None,
         request_timeout: float = 10,
+        limit: int = 2**20,
     ) -> tuple[int, bytes]:
         self.calls.append((method, namespace, service, port, path, dict(headers or {})))
         base = self.target.dashboard_url if port == 8265 else self.target.serve_url
@@ -276,7 +277,7 @@ class ForwardingProxy:
                 resp = await http.request(method, base + path, json=body, headers=headers)
             except httpx.ConnectError:
                 return 503, b"no endpoints"  # what the API server answers then
-        return resp.status_code, resp.content
+        return resp.status_code, resp.content[: limit + 1]
 
 
 async def test_apiserver_proxy_access_goes_through_the_service_proxy(

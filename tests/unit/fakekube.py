@@ -51,7 +51,15 @@ import kopf
 
 # Imported for its effect: it registers the operator's indices with kopf (operator_indices).
 import raykube.handlers.registration  # noqa: F401
-from raykube.adapters.kube import BY_KIND, EVENTS, PODS, SECRETS, ApiError, Resource
+from raykube.adapters.kube import (
+    BY_KIND,
+    EVENTS,
+    PODS,
+    PROXY_BODY_LIMIT,
+    SECRETS,
+    ApiError,
+    Resource,
+)
 
 JSON = dict[str, Any]
 ObjKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -290,11 +298,13 @@ class FakeKube:
         body: Any = None,
         headers: dict[str, str] | None = None,
         request_timeout: float = 10,
+        limit: int = PROXY_BODY_LIMIT,
     ) -> tuple[int, bytes]:
         self._count("proxy", Resource("", "v1", "services", "Service"), namespace, service)
         if self.proxy_handler is None:
             return 0, b"FakeKube: no service proxy handler"
-        return self.proxy_handler(method, namespace, service, port, path, body)
+        status, data = self.proxy_handler(method, namespace, service, port, path, body)
+        return status, data[: limit + 1]  # as much as the real client reads
 
     async def event(
         self,

@@ -18,7 +18,11 @@ credentials. A ``Head`` may also carry explicit URLs (see
 
 One ``httpx.AsyncClient`` per process, explicit timeouts, bounded retries
 with exponential back-off on transport errors and 5xx (a head that is
-starting answers 502/503 for a few seconds), never on other 4xx. An
+starting answers 502/503 for a few seconds), never on other 4xx. A head is
+not trusted to be brief: each call has one deadline, retries included (a
+read timeout alone restarts with every chunk, so a dripping body would never
+trip it), and an answer is read up to a byte cap, past which the call fails
+without reading the rest (and is not retried). An
 optional token is sent as ``X-Ray-Authorization: Bearer ...``, the header
 Ray reads for clients behind proxies, so it survives the API server's proxy
 (which consumes ``Authorization`` itself).
@@ -27,15 +31,18 @@ Ray reads for clients behind proxies, so it survives the API server's proxy
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
 import httpx
 
 from raykube import metrics
+from raykube.adapters.bodies import CHUNK, read_at_most
 from raykube.ports import DASHBOARD_PORT, SERVE_PORT
 
 log = logging.getLogger(__name__)
@@ -77,6 +84,10 @@ class DashboardError(Exception):
         return self.status in (400, 422)
 
 
+class TooLarge(DashboardError):
+    """The answer passed the call's byte cap: asking again would only repeat it."""
+
+
 class ProxyTransport(Protocol):
     """The API server's service proxy (``adapters.kube.Kube.proxy``)."""
 
@@ -91,6 +102,7 @@ class ProxyTransport(Protocol):
         body: Any = None,
         headers: dict[str, str] | None = None,
         request_timeout: float = 10,
+        limit: int = ...,
     ) -> tuple[int, bytes]: ...
 
 
@@ -108,6 +120,19 @@ class Retry:
 DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=20.0, write=10.0, pool=5.0)
 #: The proxy health check is a single quick look: a slow proxy is not healthy.
 PROXY_TIMEOUT = 2.0
+#: One call, every try and back-off included. A pass polls its (at most two)
+#: heads at once, then may submit to each in turn: three deadlines, well inside
+#: the reconcile deadline (``Settings.reconcile_timeout_seconds``, 120 s).
+CALL_DEADLINE = 30.0
+#: The applications GET carries each application's deployed config (all of
+#: them together come from one serveConfigV2, so at most the API server's
+#: ~1.5 MiB object limit) plus a status message per application and deployment
+#: (a traceback is a few KiB): 8 MiB is five times the largest honest answer,
+#: and eight workers polling two heads each hold at most 128 MiB of answers.
+APPS_BODY_LIMIT = 8 * 2**20
+#: Every other answer (the PUT's, the health check's) is read for its status
+#: and, on an error, a message of which only 2000 characters are kept.
+SMALL_BODY_LIMIT = 64 * 2**10
 
 
 class DashboardClient:
@@ -120,6 +145,7 @@ class DashboardClient:
         retry: Retry | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
+        deadline: float = CALL_DEADLINE,
     ) -> None:
         if access == "apiserver-proxy" and proxy is None:
             raise ValueError("apiserver-proxy access needs the Kubernetes client")
@@ -128,6 +154,7 @@ class DashboardClient:
         self.retry = retry or Retry()
         self._proxy = proxy
         self._timeout = timeout
+        self.deadline = deadline
         self._http = httpx.AsyncClient(
             timeout=timeout,
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
@@ -144,7 +171,9 @@ class DashboardClient:
     # --- the three calls -----------------------------------------------------------------
 
     async def get_applications(self, head: Head) -> dict[str, Any]:
-        status, data = await self._send("GET", head, "dashboard", APPS_PATH, api_type=True)
+        status, data = await self._send(
+            "GET", head, "dashboard", APPS_PATH, APPS_BODY_LIMIT, api_type=True
+        )
         if status != 200:
             raise DashboardError(status, _text(data))
         try:
@@ -153,13 +182,18 @@ class DashboardClient:
             raise DashboardError(status, f"not JSON: {_text(data)}") from None
 
     async def put_applications(self, head: Head, config: dict[str, Any]) -> None:
-        status, data = await self._send("PUT", head, "dashboard", APPS_PATH, body=config)
+        status, data = await self._send(
+            "PUT", head, "dashboard", APPS_PATH, SMALL_BODY_LIMIT, body=config
+        )
         if status != 200:
             raise DashboardError(status, _text(data))
 
     async def proxy_healthy(self, head: Head) -> bool:
         try:
-            status, _ = await self._once("GET", head, "serve", PROXY_HEALTH_PATH, PROXY_TIMEOUT)
+            async with self._deadline(PROXY_TIMEOUT):
+                status, _ = await self._once(
+                    "GET", head, "serve", PROXY_HEALTH_PATH, SMALL_BODY_LIMIT, PROXY_TIMEOUT
+                )
         except DashboardError:
             return False
         return status == 200
@@ -176,24 +210,42 @@ class DashboardClient:
         number = head.dashboard_port if port == "dashboard" else head.serve_port
         return f"http://{head.service}.{head.namespace}.svc.{self.cluster_domain}:{number}"
 
+    @contextlib.asynccontextmanager
+    async def _deadline(self, seconds: float) -> AsyncIterator[None]:
+        """``seconds`` for everything inside, or a DashboardError saying so."""
+        try:
+            async with asyncio.timeout(seconds):
+                yield
+        except TimeoutError:
+            raise DashboardError(0, f"no complete answer within {seconds:g}s") from None
+
     async def _send(
         self,
         method: str,
         head: Head,
         port: Port,
         path: str,
+        limit: int,
         *,
         body: Any = None,
         api_type: bool = False,
     ) -> tuple[int, bytes]:
         if api_type:
             path += "?api_type=declarative"
+        async with self._deadline(self.deadline):
+            return await self._tries(method, head, port, path, limit, body)
+
+    async def _tries(
+        self, method: str, head: Head, port: Port, path: str, limit: int, body: Any
+    ) -> tuple[int, bytes]:
         last: DashboardError | None = None
         for attempt in range(self.retry.attempts):
             if attempt:
                 await asyncio.sleep(self.retry.delay(attempt - 1))
             try:
-                status, data = await self._once(method, head, port, path, None, body)
+                status, data = await self._once(method, head, port, path, limit, None, body)
+            except TooLarge:
+                raise
             except DashboardError as err:
                 last = err
                 continue
@@ -209,6 +261,7 @@ class DashboardClient:
         head: Head,
         port: Port,
         path: str,
+        limit: int,
         read_timeout: float | None,
         body: Any = None,
     ) -> tuple[int, bytes]:
@@ -217,7 +270,9 @@ class DashboardClient:
         started = time.monotonic()
         code = 0
         try:
-            code, data = await self._exchange(method, head, port, path, read_timeout, body)
+            code, data = await self._exchange(method, head, port, path, limit, read_timeout, body)
+            if len(data) > limit:
+                raise TooLarge(code, f"answer larger than {limit} bytes, not read further")
             return code, data
         finally:
             elapsed = time.monotonic() - started
@@ -229,6 +284,7 @@ class DashboardClient:
         head: Head,
         port: Port,
         path: str,
+        limit: int,
         read_timeout: float | None,
         body: Any = None,
     ) -> tuple[int, bytes]:
@@ -246,18 +302,27 @@ class DashboardClient:
                 body=body,
                 headers=headers,
                 request_timeout=read_timeout or self._timeout.read or 10.0,
+                limit=limit,
             )
+        # Uncompressed only: the cap counts bytes as they arrive, and a small
+        # compressed chunk could unpack to far more than it.
+        headers["Accept-Encoding"] = "identity"
         try:
-            resp = await self._http.request(
+            async with self._http.stream(
                 method,
                 base + path,
                 json=body,
                 headers=headers,
                 timeout=read_timeout if read_timeout is not None else self._timeout,
-            )
+            ) as resp:
+                encoding = resp.headers.get("content-encoding", "identity")
+                if encoding != "identity":
+                    raise DashboardError(resp.status_code, f"compressed answer ({encoding})")
+                # Identity: the decoded bytes are the bytes that arrived.
+                data = await read_at_most(resp.aiter_bytes(CHUNK), limit)
         except httpx.HTTPError as exc:
             raise DashboardError(0, f"{type(exc).__name__}: {exc} ({base})") from None
-        return resp.status_code, resp.content
+        return resp.status_code, data
 
 
 def _text(data: bytes, limit: int = 2000) -> str:

@@ -18,12 +18,17 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from raykube.adapters.bodies import CHUNK, read_at_most
 from raykube.metrics import KUBE_REQUESTS
 from raykube.timefmt import now_iso
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
+
+#: What one answer through the service proxy may bring, by default: whatever
+#: sits behind a Service is not ours, and must not decide our memory.
+PROXY_BODY_LIMIT = 8 * 2**20
 
 
 @dataclass(frozen=True)
@@ -264,9 +269,11 @@ class Kube:
         body: Any = None,
         headers: dict[str, str] | None = None,
         request_timeout: float = 10,
+        limit: int = PROXY_BODY_LIMIT,
     ) -> tuple[int, bytes]:
         """Any request through the API server's service proxy; (0, why) when the API
-        server itself could not be reached."""
+        server itself could not be reached. At most ``limit + 1`` bytes of the answer
+        are read: a longer body says it is too large by its length."""
         url = f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy{path}"
         params = {"Accept": "application/json", **(headers or {})}
         if body is not None:
@@ -286,7 +293,10 @@ class Kube:
         except (OSError, TimeoutError) as exc:
             return 0, f"{type(exc).__name__}: {exc}".encode()
         raw = resp[0] if isinstance(resp, tuple) else resp
-        return int(raw.status), await raw.read()
+        data = await read_at_most(raw.content.iter_chunked(CHUNK), limit)
+        if len(data) > limit:
+            raw.close()  # the rest is never read; the connection is not reused
+        return int(raw.status), data
 
     async def event(
         self,
