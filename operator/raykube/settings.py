@@ -59,6 +59,12 @@ class Settings:
     resync_seconds: float = field(default=60.0, metadata=_flag())
     #: Concurrent reconciles across all objects.
     workers: int = field(default=8, metadata=_flag())
+    #: Seconds one reconcile pass may take, everything it waits for included;
+    #: past it the pass is abandoned, counted as an error and retried with
+    #: back-off, so no object holds a worker for longer. A pass waits on at most
+    #: three dashboard calls of 30 s each (``adapters.dashboard.CALL_DEADLINE``)
+    #: and a few API requests: 120 s leaves room for all of them.
+    reconcile_timeout_seconds: float = field(default=120.0, metadata=_flag())
     #: Leader election through a coordination.k8s.io Lease.
     leader_election: bool = field(default=False, metadata=_flag())
     lease_name: str = field(default="raykube-leader", metadata=_flag())

@@ -7,6 +7,7 @@ A controller is a ``Controller`` plus a pure ``decide`` and its own small
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -28,6 +29,10 @@ Body = dict[str, Any]
 Pass = Callable[[Key], Awaitable[float | None]]
 
 
+class ReconcileTimeout(TimeoutError):
+    """A pass ran past ``Settings.reconcile_timeout_seconds`` and was abandoned."""
+
+
 @dataclass
 class Controller:
     kind: str
@@ -44,10 +49,13 @@ class Controller:
     # --- one pass ------------------------------------------------------------------------
 
     async def run(self, key: Key, body: Pass) -> float | None:
-        """Run one pass with its metrics; a vanishing namespace ends it quietly."""
+        """Run one pass with its metrics and deadline; a vanishing namespace ends it
+        quietly. A pass past its deadline fails like any other error (counted, and
+        retried with back-off by the work queue): whatever it waited on (a silent
+        head, a slow API server) never holds a worker longer than that."""
         started = time.monotonic()
         try:
-            return await body(key)
+            return await self._bounded(key, body)
         except ApiError as err:
             if err.namespace_terminating:
                 return None  # the namespace is going away, and this object with it
@@ -61,6 +69,17 @@ class Controller:
             # really looked (a counter that stops moving means a stalled operator).
             metrics.RECONCILES.labels(self.kind).inc()
             metrics.RECONCILE_SECONDS.labels(self.kind).observe(time.monotonic() - started)
+
+    async def _bounded(self, key: Key, body: Pass) -> float | None:
+        limit = self.rt.settings.reconcile_timeout_seconds
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                return await body(key)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # a timeout of the pass's own, reported as it is
+            raise ReconcileTimeout(f"{self.kind} {key[0]}/{key[1]}: over {limit:g}s") from None
 
     # --- per-object memory -----------------------------------------------------------------
 
