@@ -152,7 +152,9 @@ def test_ray_container_accessors() -> None:
 
 
 def test_ray_container_requires_a_container() -> None:
-    group = WorkerGroupSpec(group_name="g", template={"spec": {"containers": []}})
+    with pytest.raises(ValueError, match="must be a non-empty list"):
+        WorkerGroupSpec(group_name="g", template={"spec": {"containers": []}})
+    group = WorkerGroupSpec.model_construct(group_name="g", template={"spec": {"containers": []}})
     with pytest.raises(ValueError, match="no containers"):
         group.ray_container()
     assert WorkerGroupSpec(group_name="g", template={"spec": {"containers": [{"name": "r"}]}})

@@ -169,12 +169,16 @@ class KindInfo:
 MAX_LISTED_ERRORS = 5
 
 
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    # A whole object's errors start at spec (or metadata); a spec's own, inside it.
+    path = ".".join(str(p) for p in loc)
+    return path if loc and loc[0] in ("spec", "metadata", "status") else f"spec.{path}"
+
+
 def validation_message(err: ValidationError) -> str:
     """The first problems of a spec the models refuse, each named by its field path."""
     errors = err.errors()
-    parts = [
-        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:MAX_LISTED_ERRORS]
-    ]
+    parts = [f"{_field_path(e['loc'])}: {e['msg']}" for e in errors[:MAX_LISTED_ERRORS]]
     if len(errors) > MAX_LISTED_ERRORS:
         parts.append(f"and {len(errors) - MAX_LISTED_ERRORS} more")
     return "; ".join(parts)

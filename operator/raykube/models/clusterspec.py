@@ -8,10 +8,11 @@ manifests and Ray's own autoscaler work unchanged.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
+from raykube.models import shapes
 from raykube.models.base import (
     MAX_INT32,
     Count,
@@ -260,6 +261,12 @@ class HeadGroupSpec(TemplatedGroup):
     labels: StringMap | None = Field(
         None, description="Ray node labels of the head; also added to the pod's labels."
     )
+
+    @field_validator("head_service")
+    @classmethod
+    def _head_service_shape(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        shapes.refuse(shapes.object_problem(value) if value is not None else None)
+        return value
 
 
 class WorkerGroupSpec(TemplatedGroup):

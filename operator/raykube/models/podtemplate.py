@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import WithJsonSchema
+from pydantic import WithJsonSchema, field_validator
 
+from raykube.models import shapes
 from raykube.models.base import KubeModel
 
 _PRESERVE = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
@@ -82,6 +83,12 @@ class TemplatedGroup(KubeModel):
     """A group of Ray pods described by one pod template."""
 
     template: PodTemplate
+
+    @field_validator("template")
+    @classmethod
+    def _template_shape(cls, template: dict[str, Any]) -> dict[str, Any]:
+        shapes.refuse(shapes.pod_template_problem(template))
+        return template
 
     def pod_spec(self) -> dict[str, Any]:
         """The template's PodSpec (read-only view)."""

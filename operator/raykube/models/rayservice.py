@@ -6,8 +6,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
+from raykube.models import shapes
 from raykube.models.base import (
     Count,
     Int64,
@@ -167,6 +168,12 @@ class RayServiceSpec(KubeModel):
         ),
         json_schema_extra=cel(MANAGED_BY_FIELD_RULES),
     )
+
+    @field_validator("serve_service")
+    @classmethod
+    def _serve_service_shape(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        shapes.refuse(shapes.object_problem(value) if value is not None else None)
+        return value
 
 
 class ServeDeploymentStatus(KubeModel):
