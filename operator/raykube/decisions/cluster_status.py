@@ -17,6 +17,7 @@ from raykube.decisions import conditions
 from raykube.decisions.conditions import Cond
 from raykube.decisions.pods import PodView
 from raykube.decisions.scaling import ClusterIntent
+from raykube.models.base import MAX_INT32
 from raykube.models.raycluster import RayCluster
 
 HEAD_POD_READY = "HeadPodReady"
@@ -128,6 +129,12 @@ def _conditions(
     return wanted
 
 
+def _int32(count: int) -> int:
+    # The status schema holds int32 counts; two groups at the default maxReplicas
+    # already add up past it, and the API server would refuse the whole write.
+    return min(count, MAX_INT32)
+
+
 def compute_status(
     cluster: RayCluster, intent: ClusterIntent, observed: Observed, now: str
 ) -> dict[str, Any]:
@@ -144,11 +151,15 @@ def compute_status(
         state = "ready" if all_ready else ""
     status: dict[str, Any] = {
         "state": state,
-        "desiredWorkerReplicas": desired,
+        "desiredWorkerReplicas": _int32(desired),
         "readyWorkerReplicas": ready_workers,
         "availableWorkerReplicas": sum(1 for p in workers if p.running),
-        "minWorkerReplicas": sum(g.min_replicas * max(1, g.num_of_hosts) for g in intent.groups),
-        "maxWorkerReplicas": sum(g.max_replicas * max(1, g.num_of_hosts) for g in intent.groups),
+        "minWorkerReplicas": _int32(
+            sum(g.min_replicas * max(1, g.num_of_hosts) for g in intent.groups)
+        ),
+        "maxWorkerReplicas": _int32(
+            sum(g.max_replicas * max(1, g.num_of_hosts) for g in intent.groups)
+        ),
         **desired_resources(cluster, intent),
         "endpoints": _endpoints(observed.head_service),
         "head": _head_info(heads, observed.head_service),

@@ -40,7 +40,13 @@ class GroupIntent:
     def desired(self) -> int:
         if self.suspended:
             return 0
-        clamped = max(self.min_replicas, min(self.replicas, self.max_replicas))
+        # KubeRay's order: below min gives min, else above max gives max. The CRD
+        # refuses min > max; for an object stored before that rule, max wins over
+        # a larger replicas, so a stray min never raises the pod count past max.
+        if self.replicas < self.min_replicas:
+            clamped = self.min_replicas
+        else:
+            clamped = min(self.replicas, self.max_replicas)
         return clamped * max(1, self.num_of_hosts)
 
 

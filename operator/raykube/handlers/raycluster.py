@@ -36,6 +36,12 @@ KIND = "RayCluster"
 PROGRESS_RECHECK_SECONDS = 10.0
 #: Worker pods created concurrently per reconcile step.
 CREATE_BATCH = 8
+#: Pods created by one pass. replicas may say two billion: each pass creates a
+#: bounded share, building each batch only as it is sent, and asks to run again
+#: soon for the rest (its own creations also bring it back through the watch).
+MAX_CREATES_PER_PASS = 200
+#: How soon a pass that stopped at MAX_CREATES_PER_PASS runs again.
+MORE_PODS_RECHECK_SECONDS = 1.0
 #: A rejected pod template is retried slowly: only a spec change can fix it.
 FAILURE_RECHECK_SECONDS = 60.0
 
@@ -223,21 +229,32 @@ async def _create_pods(
     ctx: BuildContext,
     plan: PodPlan,
 ) -> tuple[str, str] | None:
+    budget = MAX_CREATES_PER_PASS
     if plan.create_head:
         failure = await _create(ctl, key, obj, build_head_pod(cluster, ctx), "head")
         if failure:
             return failure
+        budget -= 1
     groups = {g.group_name: g for g in cluster.spec.worker_group_specs}
-    # Worker pods are independent: create a bounded batch at a time.
-    todo = [
-        build_worker_pod(cluster, groups[name], ctx)
-        for name, count in plan.create_workers.items()
-        for _ in range(count)
-    ]
+    wanted = sum(plan.create_workers.values())
+    todo = _worker_groups(plan, budget)
+    if wanted > len(todo):
+        ctl.queue.add_after(key, MORE_PODS_RECHECK_SECONDS)
+    # Worker pods are independent: create a bounded batch at a time, built when sent.
     for first in range(0, len(todo), CREATE_BATCH):
-        batch = todo[first : first + CREATE_BATCH]
+        batch = [
+            build_worker_pod(cluster, groups[g], ctx) for g in todo[first : first + CREATE_BATCH]
+        ]
         results = await asyncio.gather(*(_create(ctl, key, obj, p, "worker") for p in batch))
         failure = next((r for r in results if r), None)
         if failure:
             return failure
     return None
+
+
+def _worker_groups(plan: PodPlan, budget: int) -> list[str]:
+    """The group of each worker pod this pass creates: at most ``budget`` of them."""
+    todo: list[str] = []
+    for name, count in plan.create_workers.items():
+        todo += [name] * max(0, min(count, budget - len(todo)))
+    return todo
