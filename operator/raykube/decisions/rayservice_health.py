@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from raykube.decisions.rayservice_view import (
     ClusterView,
@@ -41,6 +41,17 @@ APPLICATION_UNHEALTHY = "ServeApplicationUnhealthy"
 MAX_BACKOFF_SECONDS = 12 * 3600
 #: Replacements longer ago than this no longer count.
 FORGET_AFTER_SECONDS = 24 * 3600
+#: The annotation is user-editable, so what is read from it is bounded: attempts
+#: stop counting here (the back-off reached its maximum long before), and a
+#: longer text, or a value out of these bounds, reads as no record at all.
+MAX_ATTEMPTS = 64
+_MAX_RECORD_CHARS = 512
+_MAX_REASON_CHARS = 64
+#: Doublings of the back-off: even a 1 s base passes 12 h by then.
+_MAX_DOUBLINGS = 16
+#: Times a record may hold: others (year 1, year 9999) are garbage, and would
+#: overflow when a back-off is added to them.
+_EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -150,28 +161,39 @@ class Replacements:
 
     @classmethod
     def from_json(cls, text: str | None) -> Replacements:
+        """The record in ``text``; anything but one within bounds reads as none."""
+        if not text or len(text) > _MAX_RECORD_CHARS:
+            return cls()
         try:
-            data = json.loads(text or "{}")
-        except ValueError:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
             return cls()
         if not isinstance(data, dict):
             return cls()
-        attempts = data.get("attempts")
-        return cls(
-            reason=str(data.get("reason") or ""),
-            attempts=attempts if isinstance(attempts, int) else 0,
-            last=parse_time(data.get("last")),
-        )
+        reason, attempts, last = data.get("reason", ""), data.get("attempts", 0), data.get("last")
+        if not isinstance(reason, str) or len(reason) > _MAX_REASON_CHARS:
+            return cls()
+        if type(attempts) is not int or not 0 <= attempts <= MAX_ATTEMPTS:
+            return cls()
+        when = parse_time(last) if isinstance(last, str) else None
+        if last is not None and (when is None or not _EARLIEST <= when <= _LATEST):
+            return cls()
+        return cls(reason=reason, attempts=attempts, last=when)
 
 
 def backoff_seconds(attempts: int, upgrade_timeout: int) -> int:
     """Wait after the ``attempts``-th replacement before trying again."""
     base = upgrade_timeout if upgrade_timeout > 0 else 600
-    return int(min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempts - 1)))
+    doublings = min(max(0, attempts - 1), _MAX_DOUBLINGS)
+    return int(min(MAX_BACKOFF_SECONDS, base * 2**doublings))
 
 
 def _counts(record: Replacements, reason: str, now: datetime) -> bool:
-    recent = record.last is not None and now - record.last < timedelta(seconds=FORGET_AFTER_SECONDS)
+    # A record from the future is garbage (a hand edit): it does not hold anything back.
+    last = record.last
+    recent = last is not None and timedelta(0) <= now - last < timedelta(
+        seconds=FORGET_AFTER_SECONDS
+    )
     return recent and record.reason == reason and record.attempts > 0
 
 
@@ -184,5 +206,5 @@ def may_replace(record: Replacements, reason: str, upgrade_timeout: int, now: da
 
 
 def after_attempt(record: Replacements, reason: str, now: datetime) -> Replacements:
-    attempts = record.attempts + 1 if _counts(record, reason, now) else 1
+    attempts = min(record.attempts + 1, MAX_ATTEMPTS) if _counts(record, reason, now) else 1
     return Replacements(reason=reason, attempts=attempts, last=now)
