@@ -223,17 +223,37 @@ class ServeSnapshot:
 UNREACHABLE = ServeSnapshot(reachable=False, error="not polled")
 
 
-def snapshot(details: Mapping[str, Any], proxy_healthy: bool) -> ServeSnapshot:
-    """A ``GET /api/serve/applications/?api_type=declarative`` answer, read."""
-    apps: dict[str, AppView] = {}
-    for name, app in (details.get("applications") or {}).items():
-        deployments = {
-            dep_name: DeploymentView(str(dep.get("status", "")), str(dep.get("message") or ""))
-            for dep_name, dep in (app.get("deployments") or {}).items()
-        }
-        apps[str(name)] = AppView(
-            status=str(app.get("status", "")),
-            message=str(app.get("message") or ""),
-            deployments=deployments,
-        )
+def _text(value: Any) -> str:
+    # Ray reports strings; anything else is not a status, and str() of a nested
+    # answer would only copy it.
+    return value if isinstance(value, str) else ""
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _app_view(app: Mapping[str, Any]) -> AppView:
+    deployments = {
+        str(name): DeploymentView(_text(dep.get("status")), _text(dep.get("message")))
+        for name, dep in _mapping(app.get("deployments")).items()
+        if isinstance(dep, Mapping)
+    }
+    return AppView(_text(app.get("status")), _text(app.get("message")), deployments)
+
+
+def snapshot(details: Any, proxy_healthy: bool) -> ServeSnapshot:
+    """A ``GET /api/serve/applications/?api_type=declarative`` answer, read.
+
+    The answer is whatever JSON the head sent: one that is not an object says
+    nothing about the applications, so it counts as no answer; entries of the
+    wrong shape inside it are skipped.
+    """
+    if not isinstance(details, Mapping):
+        return ServeSnapshot(reachable=False, error="the dashboard's answer is not a JSON object")
+    apps = {
+        str(name): _app_view(app)
+        for name, app in _mapping(details.get("applications")).items()
+        if isinstance(app, Mapping)
+    }
     return ServeSnapshot(reachable=True, apps=apps, proxy_healthy=proxy_healthy)
