@@ -1,11 +1,21 @@
 """Kubernetes-style conditions (pure): ``lastTransitionTime`` moves only when
-the status of a condition changes, never on a mere re-write."""
+the status of a condition changes, never on a mere re-write; messages are
+bounded and carry no credentials (``raykube.text``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from raykube.text import safe
+
+#: A condition says why in a sentence or a few of Ray's lines; the details
+#: (whole tracebacks) are in the RayService's application statuses. The CRDs
+#: refuse a message over 32768 characters, and a refused status write would be
+#: retried forever; four conditions of 1024 leave the rest of a status's
+#: budget to the application messages (``rayservice_status``).
+MAX_CONDITION_MESSAGE = 1024
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,7 @@ def merge(
                 "type": c.type,
                 "status": status,
                 "reason": c.reason,
-                "message": c.message,
+                "message": safe(c.message, MAX_CONDITION_MESSAGE),
                 "observedGeneration": generation or 0,
                 "lastTransitionTime": now if changed else kept,
             }

@@ -21,6 +21,7 @@ from raykube.decisions.rayservice_health import Verdict
 from raykube.decisions.rayservice_upgrade import UpgradeState
 from raykube.decisions.rayservice_view import ClusterView, ServeSnapshot
 from raykube.models.rayservice import RayService
+from raykube.text import safe
 
 READY = "Ready"
 UPGRADE_IN_PROGRESS = "UpgradeInProgress"
@@ -43,7 +44,27 @@ WARNING_REASONS = frozenset(
         INITIALIZING_TIMEOUT_REASON,
     }
 )
+#: Ray's messages (a failed deployment's traceback) are copied into the status
+#: for every application and deployment of both clusters. They share one
+#: budget, so that many applications cannot take a status past what the API
+#: server takes: 16 KiB of messages plus four conditions of 1 KiB keep a
+#: status with up to 64 messages under 32 KiB. Each message gets an equal share,
+#: at most 4 KiB (a traceback's start and end) and at least 256 characters.
+APP_MESSAGES_BUDGET = 16 * 1024
 MAX_APP_MESSAGE = 4096
+MIN_APP_MESSAGE = 256
+
+
+def app_message_limit(snaps: list[ServeSnapshot]) -> int:
+    """How long each application or deployment message of these snapshots may be."""
+    count = sum(
+        bool(app.message) + sum(bool(dep.message) for dep in app.deployments.values())
+        for snap in snaps
+        if snap.reachable
+        for app in snap.apps.values()
+    )
+    share = APP_MESSAGES_BUDGET // max(1, count)
+    return max(MIN_APP_MESSAGE, min(MAX_APP_MESSAGE, share))
 
 
 @dataclass(frozen=True)
@@ -86,7 +107,9 @@ def _since(prev: Mapping[str, Any] | None, healthy: bool, good: str, now: str) -
     return now
 
 
-def _apps(snap: ServeSnapshot, prev_apps: Mapping[str, Any], now: str) -> dict[str, Any]:
+def _apps(
+    snap: ServeSnapshot, prev_apps: Mapping[str, Any], now: str, limit: int
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, app in sorted(snap.apps.items()):
         prev = prev_apps.get(name) or {}
@@ -94,7 +117,7 @@ def _apps(snap: ServeSnapshot, prev_apps: Mapping[str, Any], now: str) -> dict[s
         deps = {
             dep_name: {
                 "status": dep.status,
-                "message": dep.message[:MAX_APP_MESSAGE],
+                "message": safe(dep.message, limit),
                 "healthLastUpdateTime": _since(
                     prev_deps.get(dep_name), dep.status == "HEALTHY", "HEALTHY", now
                 ),
@@ -103,14 +126,16 @@ def _apps(snap: ServeSnapshot, prev_apps: Mapping[str, Any], now: str) -> dict[s
         }
         out[name] = {
             "status": app.status,
-            "message": app.message[:MAX_APP_MESSAGE],
+            "message": safe(app.message, limit),
             "healthLastUpdateTime": _since(prev, app.status == "RUNNING", "RUNNING", now),
             "serveDeploymentStatuses": deps,
         }
     return {k: {f: v for f, v in a.items() if v not in ("", {})} for k, a in out.items()}
 
 
-def _cluster_entry(serving: Serving, previous: Mapping[str, Any], now: str) -> dict[str, Any]:
+def _cluster_entry(
+    serving: Serving, previous: Mapping[str, Any], now: str, limit: int
+) -> dict[str, Any]:
     if serving.cluster is None:
         return {}
     # The previous entry for this cluster, wherever it was (pending before a switch).
@@ -123,7 +148,7 @@ def _cluster_entry(serving: Serving, previous: Mapping[str, Any], now: str) -> d
         {},
     )
     prev_apps = before.get("applicationStatuses") or {}
-    apps = _apps(serving.snap, prev_apps, now) if serving.snap.reachable else prev_apps
+    apps = _apps(serving.snap, prev_apps, now, limit) if serving.snap.reachable else prev_apps
     entry: dict[str, Any] = {"rayClusterName": serving.name}
     if apps:
         entry["applicationStatuses"] = apps
@@ -258,10 +283,11 @@ def compute_status(inp: StatusInputs) -> dict[str, Any]:
     health = _health_condition(inp)
     if health is not None:
         wanted.append(health)
+    limit = app_message_limit([s.snap for s in (inp.active, inp.pending) if s.cluster])
     status: dict[str, Any] = {
         "numServeEndpoints": inp.endpoints,
-        "activeServiceStatus": _cluster_entry(inp.active, previous, inp.now),
-        "pendingServiceStatus": _cluster_entry(inp.pending, previous, inp.now),
+        "activeServiceStatus": _cluster_entry(inp.active, previous, inp.now, limit),
+        "pendingServiceStatus": _cluster_entry(inp.pending, previous, inp.now, limit),
         "conditions": conditions.merge(
             previous.get("conditions"), wanted, inp.service.metadata.generation, inp.now
         ),

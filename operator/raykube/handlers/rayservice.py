@@ -61,11 +61,14 @@ from raykube.handlers.workqueue import Key, WorkQueue
 from raykube.models.base import validation_message
 from raykube.models.clusterspec import ManagedBy
 from raykube.models.rayservice import parse_rayservice
+from raykube.text import safe
 from raykube.timefmt import format_time, now_utc
 
 log = logging.getLogger(__name__)
 KIND = "RayService"
 INVALID_SPEC = "InvalidRayServiceSpec"
+#: A head's error in a log line: enough to say what went wrong, never a whole page.
+LOG_MESSAGE_LIMIT = 2000
 #: The conditions the by-condition gauge counts.
 GAUGED = ("Ready", "UpgradeInProgress", "ServeConfigApplied", "ServingClusterHealthy")
 
@@ -198,7 +201,8 @@ async def ensure_submissions(p: Pass, plan: Plan) -> None:
         except DashboardError as err:
             _count_submission("rejected" if err.rejected else "error", started)
             if not err.rejected:
-                log.warning("serve config for %s/%s not submitted: %s", ns, cluster.name, err)
+                detail = safe(str(err), LOG_MESSAGE_LIMIT)
+                log.warning("serve config for %s/%s not submitted: %s", ns, cluster.name, detail)
                 continue
             message = f"the head of RayCluster {cluster.name} refused serveConfigV2: {err.message}"
             p.record.rejected[cluster.name] = (goal.hash, message)

@@ -17,11 +17,15 @@ from raykube.adapters.kube import Kube
 from raykube.decisions.pods import PodView
 from raykube.handlers.workqueue import Key
 from raykube.settings import Settings
+from raykube.text import safe
 
 log = logging.getLogger(__name__)
 
 #: Concurrent event writers; events may then land slightly out of order.
 EVENT_POSTERS = 4
+#: An Event's message is a line for ``kubectl describe``, not a log: Kubernetes
+#: means it to be short, and every event passes here.
+EVENT_MESSAGE_LIMIT = 1024
 
 #: How long a create or delete we issued is assumed in flight before the
 #: watch must have shown it (after that the cache is trusted again).
@@ -99,7 +103,10 @@ class Runtime:
 
         Events are informational: posting them in order from a background
         task keeps a burst of pod creations from being paced by event writes.
+        Messages quote users' configs and Ray's errors: they leave bounded and
+        without credentials.
         """
+        message = safe(message, EVENT_MESSAGE_LIMIT)
         if self._events is None:
             self._events = asyncio.Queue(maxsize=10_000)
             self.tasks += [asyncio.create_task(self._post_events()) for _ in range(EVENT_POSTERS)]
