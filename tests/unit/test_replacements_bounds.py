@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from raykube.decisions import rayservice_health as health
+from raykube.decisions.rayservice_view import HealthRecord
+from tests.unit.rayservice_helpers import service
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 REASON = health.DASHBOARD_UNREACHABLE
@@ -74,3 +76,12 @@ def test_a_record_from_the_future_does_not_block_or_overflow() -> None:
     future = health.Replacements(REASON, 3, datetime(9999, 12, 31, tzinfo=UTC))
     assert health.may_replace(future, REASON, 1800, T0)
     assert health.after_attempt(future, REASON, T0).attempts == 1
+
+
+def test_a_health_clock_from_the_far_future_does_not_overflow() -> None:
+    # The serve-health annotation on a cluster is user-editable too.
+    spec = service(deploymentUnhealthySecondThreshold=30).spec
+    record = HealthRecord(unreachable_since=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+    wait = health.seconds_to_threshold(record, spec, T0)
+    assert wait is not None and wait > 0
+    assert health.verdict(record, spec, T0) is None

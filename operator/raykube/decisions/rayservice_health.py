@@ -138,7 +138,9 @@ def seconds_to_threshold(record: HealthRecord, spec: RayServiceSpec, now: dateti
         (record.failing_since, spec.service_unhealthy_second_threshold),
     ):
         if since is not None and threshold > 0:
-            waits.append((since + timedelta(seconds=threshold) - now).total_seconds() + 1)
+            # Subtracted first: a hand-edited time near year 9999 plus a threshold
+            # would overflow a datetime.
+            waits.append((since - now).total_seconds() + threshold + 1)
     return max(0.0, min(waits)) if waits else None
 
 
