@@ -87,10 +87,25 @@ def test_template_metadata_must_be_string_maps(metadata: Any, expected: str) -> 
     assert expected in refusal(doc)
 
 
-def test_head_service_override_must_be_object_shaped() -> None:
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            {"metadata": {"annotations": ["a"]}},
+            "metadata.annotations: must be a mapping of strings",
+        ),
+        ({"spec": ["a"]}, "headService: spec: must be a mapping"),
+        ({"spec": {"ports": {"port": 80}}}, "headService: spec.ports: must be a list"),
+        ({"spec": {"ports": [{"port": "80"}]}}, "spec.ports[0].port: must be an integer"),
+        ({"spec": {"type": 1}}, "headService: spec.type: must be a string"),
+    ],
+)
+def test_head_service_override_must_be_service_shaped(
+    override: dict[str, Any], expected: str
+) -> None:
     doc = copy.deepcopy(CLUSTER)
-    doc["spec"]["headGroupSpec"]["headService"] = {"metadata": {"annotations": ["a"]}}
-    assert "headService: metadata.annotations: must be a mapping of strings" in refusal(doc)
+    doc["spec"]["headGroupSpec"]["headService"] = override
+    assert expected in refusal(doc)
 
 
 def test_kubernetes_shapes_are_accepted_and_built() -> None:
@@ -118,13 +133,24 @@ def test_a_rayservice_with_a_bad_quantity_is_refused_by_the_models() -> None:
     assert "rayClusterConfig.headGroupSpec.template" in validation_message(err.value)
 
 
-async def test_a_raycluster_with_a_nan_cpu_ends_on_the_invalid_spec_path(
-    harness: Harness, manifests: Path
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"resources": {"limits": {"cpu": "NaN"}}}, "resources.limits.cpu: invalid quantity 'NaN'"),
+        ({"resources": {"limits": {"cpu": "1e1000000000000000000000"}}}, "limits.cpu"),
+        ({"ports": "8080"}, "containers[0].ports: must be a list"),
+        ({"ports": [{"name": "x"}]}, "ports[0].containerPort: must be an integer"),
+        ({"command": "ray start"}, "containers[0].command: must be a list of strings"),
+        ({"env": {"A": "1"}}, "containers[0].env: must be a list"),
+    ],
+)
+async def test_a_raycluster_with_a_bad_container_ends_on_the_invalid_spec_path(
+    harness: Harness, manifests: Path, fields: dict[str, Any], expected: str
 ) -> None:
     h = harness
     doc = load(manifests, "ray-cluster.sample.yaml", "RayCluster")
     container = doc["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
-    container["resources"] = {"limits": {"cpu": "NaN"}}
+    container.update(fields)
     h.kube.put(doc)
     name = doc["metadata"]["name"]
 
@@ -135,7 +161,7 @@ async def test_a_raycluster_with_a_nan_cpu_ends_on_the_invalid_spec_path(
     assert status["state"] == "failed"
     (failure,) = [c for c in status["conditions"] if c["type"] == "ReplicaFailure"]
     assert failure["reason"] == cluster_status.INVALID_SPEC
-    assert "resources.limits.cpu: invalid quantity 'NaN'" in failure["message"]
+    assert expected in failure["message"]
     await h.events_posted()
     (warning,) = [e for e in h.kube.events if e.type == "Warning"]
     assert warning.reason == cluster_status.INVALID_SPEC

@@ -265,7 +265,7 @@ class HeadGroupSpec(TemplatedGroup):
     @field_validator("head_service")
     @classmethod
     def _head_service_shape(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        shapes.refuse(shapes.object_problem(value) if value is not None else None)
+        shapes.refuse(shapes.service_problem(value) if value is not None else None)
         return value
 
 

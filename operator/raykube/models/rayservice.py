@@ -172,7 +172,7 @@ class RayServiceSpec(KubeModel):
     @field_validator("serve_service")
     @classmethod
     def _serve_service_shape(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        shapes.refuse(shapes.object_problem(value) if value is not None else None)
+        shapes.refuse(shapes.service_problem(value) if value is not None else None)
         return value
 
 

@@ -137,12 +137,30 @@ def pod_template_problem(template: Any) -> str | None:
     return _each("spec.containers", containers, _container)
 
 
-def object_problem(value: Any) -> str | None:
-    """Where an object merged into one the operator builds (a Service) has a
-    metadata or spec of the wrong shape."""
+def _service_port(path: str, value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return f"{path}: must be a mapping"
+    number = _port_number(f"{path}.port", value.get("port"))
+    return number or _fields(path, value, {"name": _string, "protocol": _string})
+
+
+SERVICE_SPEC: dict[str, Check] = {
+    "type": _string,
+    "ports": lambda p, v: _each(p, v, _service_port),
+}
+
+
+def _service_spec(path: str, value: Any) -> str | None:
+    return _mapping(path, value) or _fields(path, value, SERVICE_SPEC)
+
+
+def service_problem(value: Any) -> str | None:
+    """Where a Service merged into one the operator builds (``headService``,
+    ``serveService``) has a metadata, type or ports of the wrong shape: the
+    operator applies the Service with them, and the API server would refuse it."""
     if not isinstance(value, dict):
         return "must be a mapping"
-    problem = _fields("", value, {"metadata": _metadata, "spec": _mapping})
+    problem = _fields("", value, {"metadata": _metadata, "spec": _service_spec})
     return problem.lstrip(".") if problem else None
 
 
