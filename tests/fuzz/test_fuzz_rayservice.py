@@ -11,9 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from raykube.builders import labels
 from raykube.builders.rayservice import build_cluster, build_head_service, build_serve_service
 from raykube.decisions import rayservice_health as health
 from raykube.decisions.rayservice import decide
+from raykube.decisions.rayservice_cadence import next_look
 from raykube.decisions.rayservice_config import ServeGoal, parse_serve_config
 from raykube.decisions.rayservice_upgrade import cluster_config_hash
 from raykube.decisions.rayservice_view import cluster_view, snapshot
@@ -21,7 +23,7 @@ from raykube.models import parse_raycluster, parse_rayservice
 from raykube.models.rayservice import RayService
 from tests.fuzz.budget import bounded
 from tests.fuzz.strategies import HOSTILE_TEXT, JSON, docs_of, mutated, shaped, values
-from tests.unit.rayservice_helpers import observe
+from tests.unit.rayservice_helpers import at, observe, service
 
 #: YAML constructs that have blocked or crashed parsers: anchors and aliases,
 #: tags for non-JSON types, special floats, dates, complex keys, deep nesting.
@@ -161,3 +163,56 @@ def test_whatever_the_models_accept_builds_and_decides(doc: JSON, answer: JSON, 
 def test_any_dashboard_answer_reads_as_a_snapshot(answer: JSON) -> None:
     snap = bounded("snapshot", lambda: snapshot(answer, proxy_healthy=False))
     assert snap.reachable == isinstance(answer, dict)
+
+
+#: The annotations the operator keeps on a RayService's clusters: tenants can edit them.
+NOTES = [
+    labels.CLUSTER_CONFIG_HASH,
+    labels.APPLIED_SCALING,
+    labels.SERVE_CONFIG_HASH,
+    labels.SERVE_CONFIG_SUBMITTED_AT,
+    labels.SERVE_CONFIG_HEALTHY_HASH,
+    labels.SERVE_HEALTH,
+    labels.DELETE_AFTER,
+]
+TIMES = ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "2026-01-01T12:00:00Z", "2026-13-45"]
+note_texts = st.one_of(
+    st.sampled_from(TIMES),
+    st.builds(
+        lambda key, when: f'{{"{key}": "{when}"}}',
+        st.sampled_from(["unreachableSince", "failingSince", "runningSince"]),
+        st.sampled_from(TIMES),
+    ),
+    # Deeper JSON than this makes HealthRecord.from_json (rayservice_view.py) raise
+    # RecursionError: reported, outside this change.
+    st.text(max_size=200),
+    values.map(str),
+)
+
+
+@given(
+    notes=st.dictionaries(st.sampled_from(NOTES), note_texts, max_size=len(NOTES)),
+    answer=values,
+    minutes=st.integers(min_value=0, max_value=60 * 24 * 3),
+)
+def test_hand_edited_cluster_annotations_are_read_and_decided(
+    notes: dict[str, str], answer: JSON, minutes: int
+) -> None:
+    rs = service(deploymentUnhealthySecondThreshold=30, serviceUnhealthySecondThreshold=60)
+    body = {
+        "metadata": {
+            "name": "rs-a",
+            "uid": "uid-rs-a",
+            "creationTimestamp": "2026-01-01T12:00:00Z",
+            "annotations": notes,
+        },
+        "spec": {"workerGroupSpecs": [{"groupName": "small", "replicas": 1}]},
+    }
+
+    def read_and_decide() -> None:
+        view = cluster_view(body)
+        serve = {view.name: snapshot(answer, proxy_healthy=True)}
+        obs = observe(rs, [view], serve=serve, now=at(60 * minutes), traffic=view.name)
+        next_look(obs, decide(obs), {}, steady=minutes)
+
+    bounded("cluster_view+decide", read_and_decide)
