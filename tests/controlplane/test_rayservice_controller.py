@@ -10,6 +10,7 @@ deadline, a threshold-triggered replacement, and bad serve configs.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -130,6 +131,12 @@ def order(mapper: HeadMapper, cluster: str, fruit: str = "MANGO", amount: int = 
         return httpx.post(url, json=[fruit, amount], timeout=10).text
     except httpx.HTTPError as exc:
         return repr(exc)
+
+
+def last_good(cp: ControlPlane, ns: str, name: str) -> str:
+    """The last good serve config, from the Secret the RayService owns."""
+    secret = get_json(cp, "secret", labels.last_good_serve_config_name(name), "-n", ns)
+    return base64.b64decode(secret["data"][labels.LAST_GOOD_SERVE_CONFIG_KEY]).decode()
 
 
 def annotation(cp: ControlPlane, ns: str, cluster: str, key: str) -> str | None:
@@ -483,8 +490,7 @@ def test_bad_configs_never_reach_or_break_the_running_applications(
     good_text = doc["spec"]["serveConfigV2"]
     with mapped_heads(cp, ns, name) as heads:
         first, _ = _start_and_serve(cp, ns, doc, heads)
-        notes = get_json(cp, "rayservice", name, "-n", ns)["metadata"]["annotations"]
-        assert notes[labels.LAST_GOOD_SERVE_CONFIG] == good_text
+        assert last_good(cp, ns, name) == good_text
         submitted = annotation(cp, ns, first, labels.SERVE_CONFIG_HASH)
         # A config that breaks Serve's schema is refused before it is sent.
         doc["spec"]["serveConfigV2"] = good_text.replace(
@@ -512,10 +518,9 @@ def test_bad_configs_never_reach_or_break_the_running_applications(
         assert "ModuleNotFoundError" in cond_message(st, "ServeConfigApplied")
         assert cluster_names(cp, ns, name) == [first]
         assert order(heads, first) == "6"
-        notes = get_json(cp, "rayservice", name, "-n", ns)["metadata"]["annotations"]
-        assert notes[labels.LAST_GOOD_SERVE_CONFIG] == good_text
+        assert last_good(cp, ns, name) == good_text
         # Back to the last good config.
-        doc["spec"]["serveConfigV2"] = notes[labels.LAST_GOOD_SERVE_CONFIG]
+        doc["spec"]["serveConfigV2"] = last_good(cp, ns, name)
         apply(cp, ns, doc)
         wait_for(lambda: serving(cp, ns, name), timeout=SERVE_TIMEOUT, interval=2)
         # A head that lost its applications (restarted without GCS FT) gets them back.

@@ -66,6 +66,7 @@ BY_KIND = {
     r.kind: r
     for r in (
         PODS,
+        SECRETS,
         SERVICES,
         SERVICE_ACCOUNTS,
         EVENTS,

@@ -85,8 +85,11 @@ SERVE_CONFIG_HEALTHY_HASH = ANNOTATION_PREFIX + "serve-config-healthy-hash"
 SERVE_HEALTH = ANNOTATION_PREFIX + "serve-health"
 #: On a RayCluster that no longer serves: when it is deleted.
 DELETE_AFTER = ANNOTATION_PREFIX + "delete-after"
-#: On a RayService: the last serveConfigV2 whose applications all ran.
+#: On a RayService, written by versions before the Secret
+#: (``last_good_serve_config_name``): read once, moved there, and removed.
 LAST_GOOD_SERVE_CONFIG = ANNOTATION_PREFIX + "last-good-serve-config"
+#: The key of the last good serveConfigV2 in its Secret.
+LAST_GOOD_SERVE_CONFIG_KEY = "serveConfigV2"
 #: On a RayService: replacements of unhealthy clusters, for back-off.
 REPLACEMENTS = ANNOTATION_PREFIX + "unhealthy-replacements"
 #: On a Service a RayService owns: hash of what was applied.
@@ -103,6 +106,12 @@ def rayservice_cluster_name(service: str, suffix: str) -> str:
 
 def rayservice_head_service_name(service: str) -> str:
     return f"{service}-head-svc"
+
+
+def last_good_serve_config_name(service: str) -> str:
+    """The Secret holding a RayService's last serveConfigV2 whose applications all
+    ran (a Secret: serve configs may carry credentials in their URIs)."""
+    return f"{service}-last-good-serve-config"
 
 
 def rayservice_serve_service_name(service: str) -> str:

@@ -19,6 +19,7 @@ restarted operator continues where this one stopped; what is kept in memory
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -30,8 +31,16 @@ from pydantic import ValidationError
 
 from raykube import metrics
 from raykube.adapters.dashboard import DashboardClient, DashboardError
-from raykube.adapters.kube import PODS, RAYCLUSTERS, RAYSERVICES, SERVICES, ApiError, Resource
-from raykube.builders import hashing, labels
+from raykube.adapters.kube import (
+    PODS,
+    RAYCLUSTERS,
+    RAYSERVICES,
+    SECRETS,
+    SERVICES,
+    ApiError,
+    Resource,
+)
+from raykube.builders import hashing, labels, owners
 from raykube.builders.pods import random_suffix
 from raykube.builders.rayservice import build_cluster, build_head_service, build_serve_service
 from raykube.decisions import rayservice as decisions
@@ -81,9 +90,10 @@ def controller(
     clusters: IndexLike,
     objects: IndexLike,
     services: IndexLike,
+    secrets: IndexLike,
 ) -> ServiceController:
     ctl = Controller(KIND, rt, queue, on_summary=_gauge)
-    return ServiceController(ctl, dashboard, clusters, objects, services)
+    return ServiceController(ctl, dashboard, clusters, objects, services, secrets)
 
 
 def _gauge(counts: Counter[tuple[str, str]]) -> None:
@@ -333,12 +343,73 @@ async def ensure_serve_labels(p: Pass, plan: Plan) -> None:
 
 async def ensure_service_notes(p: Pass, plan: Plan) -> None:
     notes: dict[str, str | None] = {}
-    if plan.last_good is not None:
-        notes[labels.LAST_GOOD_SERVE_CONFIG] = plan.last_good
     if plan.replacements is not None:
         notes[labels.REPLACEMENTS] = plan.replacements.to_json()
+    legacy = p.rs.metadata.annotations.get(labels.LAST_GOOD_SERVE_CONFIG)
+    text = plan.last_good
+    if text is None and legacy is not None and not _has_last_good(p):
+        text = legacy  # written by an older version: moved, not lost
+    if text is not None:
+        await ensure_last_good(p, text)
+    if legacy is not None and _has_last_good(p):
+        # The Secret holds it now; the annotation (readable by anyone who may read
+        # the RayService, and kept past the user's edits) goes.
+        notes[labels.LAST_GOOD_SERVE_CONFIG] = None
     if notes:
         await _annotate(p, RAYSERVICES, p.rs.metadata.name, notes)
+
+
+def _has_last_good(p: Pass) -> bool:
+    return p.record.last_good is not None or (
+        p.sc.last_good_secret(p.key, p.rs.metadata.uid) is not None
+    )
+
+
+async def ensure_last_good(p: Pass, text: str) -> None:
+    """Record ``text`` as the last good serve config, in the Secret the RayService
+    owns. It is a record for people, not something a pass needs: a Secret that
+    cannot be written (someone else's of that name, too large, not allowed) is
+    said once and the pass goes on."""
+    ns, name = p.key[0], labels.last_good_serve_config_name(p.rs.metadata.name)
+    # Remembered whatever happens below: a config that cannot be recorded is
+    # not tried again on every pass.
+    p.record.last_good = text
+    try:
+        why = await _write_last_good(p, name, text)
+    except ApiError as err:
+        if not (err.invalid or err.forbidden):
+            p.record.last_good = None
+            raise
+        why = str(err)
+    if why:
+        message = f"the last good serveConfigV2 is not recorded in Secret {ns}/{name}: {why}"
+        p.sc.ctl.warn_once(p.key, p.obj, "LastGoodServeConfigNotRecorded", message, why)
+
+
+async def _write_last_good(p: Pass, name: str, text: str) -> str:
+    """Apply the Secret; why not, when a Secret of that name is someone else's."""
+    if p.sc.last_good_secret(p.key, p.rs.metadata.uid) is None:
+        # Not in the cache as ours: it may still exist, as someone else's.
+        existing = await p.rt.kube.get(SECRETS, p.key[0], name)
+        if existing is not None and not owners.owned_by(existing, p.rs.metadata.uid):
+            return "a Secret of that name exists and is not owned by this RayService"
+    await p.rt.kube.apply(_last_good_secret(p, name, text))
+    return ""
+
+
+def _last_good_secret(p: Pass, name: str, text: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "namespace": p.key[0],
+            "labels": labels.rayservice_labels(p.rs.metadata.name),
+            "ownerReferences": [owners.of_rayservice(p.rs)],
+        },
+        "data": {labels.LAST_GOOD_SERVE_CONFIG_KEY: base64.b64encode(text.encode()).decode()},
+    }
 
 
 async def _annotate(p: Pass, res: Resource, name: str, notes: dict[str, str | None]) -> None:

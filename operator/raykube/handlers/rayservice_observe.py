@@ -3,7 +3,9 @@ heads' dashboards say, as the pure ``decisions.rayservice.Observed``.
 
 Everything comes from the watch caches (kopf indices) except the dashboards,
 a cluster named in the status that the cache does not show yet, and a token
-Secret: a steady RayService sends no request to the API server.
+Secret: a steady RayService sends no request to the API server. The last good
+serve config comes from its Secret's cache (or, written by an older version,
+an annotation on the RayService).
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class ServiceController:
     objects: IndexLike
     #: The stable Services of each RayService, slim, by (namespace, RayService name).
     services: IndexLike
+    #: The last good serve config Secret of each RayService, slim, by (namespace,
+    #: RayService name).
+    secrets: IndexLike
     #: (namespace, cluster) -> (namespace, RayService): routes head pod events.
     owners: dict[Key, Key] = field(default_factory=dict)
 
@@ -79,6 +84,17 @@ class ServiceController:
         if key not in self.services:
             return None
         return next((s for s in self.services[key] if s["name"] == name), None)
+
+    def last_good_secret(self, key: Key, uid: str | None) -> Mapping[str, Any] | None:
+        """The RayService's last good config Secret, if the cache shows it and it
+        is owned by this incarnation (by UID, not by name)."""
+        if key not in self.secrets:
+            return None
+        name = labels.last_good_serve_config_name(key[1])
+        return next(
+            (s for s in self.secrets[key] if s["name"] == name and owners.owned_by(s, uid)),
+            None,
+        )
 
 
 @dataclass
@@ -131,8 +147,30 @@ async def observe(p: Pass) -> Observed:
         lingering=lingering,
         replacements=health.Replacements.from_json(notes.get(labels.REPLACEMENTS)),
         rejected={name: h for name, (h, _) in p.record.rejected.items()},
-        last_good=notes.get(labels.LAST_GOOD_SERVE_CONFIG, ""),
+        last_good=last_good(p),
     )
+
+
+def last_good(p: Pass) -> str:
+    """The last good serve config: as this process last wrote it (until the cache
+    shows it), else its Secret, else the annotation an older version wrote."""
+    secret = p.sc.last_good_secret(p.key, p.rs.metadata.uid)
+    stored = secret_text(secret) if secret is not None else None
+    if p.record.last_good is not None:
+        if stored != p.record.last_good:
+            return p.record.last_good
+        p.record.last_good = None  # the cache caught up
+    if stored is not None:
+        return stored
+    return p.rs.metadata.annotations.get(labels.LAST_GOOD_SERVE_CONFIG, "")
+
+
+def secret_text(secret: Mapping[str, Any]) -> str:
+    raw = (secret.get("data") or {}).get(labels.LAST_GOOD_SERVE_CONFIG_KEY, "")
+    try:
+        return base64.b64decode(raw, validate=True).decode() if isinstance(raw, str) else ""
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
 
 
 def _traffic(p: Pass) -> str:

@@ -34,6 +34,9 @@ class ObjectState:
     #: RayService: cluster name -> annotations written on it that the watch cache
     #: may not show yet (``None``: removed); dropped once it does.
     written: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    #: RayService: the last good serve config written to its Secret, until the
+    #: watch cache shows it.
+    last_good: str | None = None
 
 
 class States:
