@@ -50,9 +50,13 @@ def test_kubernetes_quantities_are_read(text: str | int | float, value: Decimal)
         ("1e-1000000", Decimal("1e-9")),
         ("0.1n", Decimal("1e-9")),
         ("0e1000000", Decimal(0)),
+        pytest.param(10**5000, MAX, id="10**5000"),
+        pytest.param(-(10**5000), -MAX, id="-10**5000"),
     ],
 )
-def test_out_of_range_quantities_are_capped_like_kubernetes(text: str, value: Decimal) -> None:
+def test_out_of_range_quantities_are_capped_like_kubernetes(
+    text: str | int, value: Decimal
+) -> None:
     assert quantities.parse(text) == value
 
 

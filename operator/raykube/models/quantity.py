@@ -25,6 +25,7 @@ _QUANTITY = re.compile(
 )
 #: The largest magnitude Kubernetes keeps (``math.MaxInt64``); larger is capped.
 MAX_QUANTITY = Decimal(2**63 - 1)
+_MAX_INT = 2**63 - 1
 #: The smallest non-zero magnitude (1n); smaller is rounded up to it.
 _NANO = Decimal("1e-9")
 #: Digits of an exponent: the API server reads it as an int64.
@@ -76,6 +77,9 @@ def parse(quantity: str | int | float) -> Decimal:
         raise _invalid(quantity)
     if isinstance(quantity, float) and not math.isfinite(quantity):
         raise _invalid(quantity)
+    if isinstance(quantity, int) and abs(quantity) > _MAX_INT:
+        # Capped before it is written out: str() of a huge int is slow, then refused.
+        return MAX_QUANTITY if quantity > 0 else -MAX_QUANTITY
     text = str(quantity).strip() if isinstance(quantity, str) else _plain(quantity)
     match = _QUANTITY.fullmatch(text)
     if match is None:
