@@ -5,12 +5,14 @@ number of pods, building each batch only when it is sent."""
 from __future__ import annotations
 
 import copy
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from raykube.adapters.kube import RAYCLUSTERS
+from raykube.builders.pods import build_worker_pod
 from raykube.decisions import cluster_status
 from raykube.decisions.scaling import GroupIntent, intent_of
 from raykube.handlers import raycluster
@@ -66,7 +68,8 @@ async def test_a_pass_creates_at_most_a_bounded_number_of_pods(
 
     await h.cluster_pass(name)
     assert len(h.pods(name, "worker")) == cap - 1  # the head counts too
-    assert (NS, name) in h.clusters.queue._timers  # looked at again soon, for the rest
+    # Looked at again soon, for the rest (the timer may have fired on a slow machine).
+    assert (NS, name) in h.clusters.queue._timers or h.queued(h.clusters, name)
 
     await h.cluster_pass(name)
     assert len(h.pods(name, "worker")) == 2 * cap - 1
@@ -76,22 +79,29 @@ async def test_a_pass_creates_at_most_a_bounded_number_of_pods(
 
 
 async def test_two_billion_replicas_cost_one_bounded_pass(
-    harness: Harness, manifests: Path
+    harness: Harness, manifests: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = harness
     doc = sized(manifests, replicas=MAX_INT32, hosts=MAX_INT32)
     h.kube.put(doc)
     name = doc["metadata"]["name"]
+    built: list[str] = []
+
+    def counted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        pod = build_worker_pod(*args, **kwargs)
+        built.append(pod["metadata"]["name"])
+        return pod
+
+    monkeypatch.setattr(raycluster, "build_worker_pod", counted)
     tracemalloc.start()
-    start = time.perf_counter()
 
     await h.cluster_pass(name)
 
-    elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert len(h.pods(name, "worker")) == raycluster.MAX_CREATES_PER_PASS - 1
-    assert elapsed < 5
+    # Only what is sent is built (and one dry run), not the two billion asked for.
+    assert len(built) == raycluster.MAX_CREATES_PER_PASS
     assert peak < 100_000_000
     status = h.kube.stored(RAYCLUSTERS, NS, name)
     assert status is not None and status["status"]["desiredWorkerReplicas"] == MAX_INT32
