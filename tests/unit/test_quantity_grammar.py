@@ -98,7 +98,7 @@ def test_a_huge_exponent_is_cheap() -> None:
     start = time.perf_counter()
     assert quantities.ceil_int("1e1000000") == 2**63 - 1
     assert quantities.ceil_int("1e999999999999999999") == 2**63 - 1
-    assert time.perf_counter() - start < 0.1
+    assert time.perf_counter() - start < 1.0  # unbounded, this took minutes
 
 
 def test_a_long_value_is_named_briefly() -> None:

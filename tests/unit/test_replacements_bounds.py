@@ -55,14 +55,14 @@ def test_a_sane_record_still_reads() -> None:
 def test_garbage_reads_as_no_record(text: str) -> None:
     start = time.perf_counter()
     assert health.Replacements.from_json(text) == NO_RECORD
-    assert time.perf_counter() - start < 0.1
+    assert time.perf_counter() - start < 1.0  # generous: a bounded read takes microseconds
 
 
 @pytest.mark.parametrize("attempts", [10**6, 10**100, 2**64])
 def test_backoff_of_huge_attempts_is_the_maximum_and_cheap(attempts: int) -> None:
     start = time.perf_counter()
     assert health.backoff_seconds(attempts, 1800) == health.MAX_BACKOFF_SECONDS
-    assert time.perf_counter() - start < 0.01
+    assert time.perf_counter() - start < 1.0  # unbounded, this never ended
 
 
 def test_attempts_stop_growing_at_the_bound() -> None:

@@ -45,7 +45,7 @@ def test_the_alias_bomb_is_refused_fast_and_small() -> None:
     tracemalloc.stop()
     assert not goal.valid
     assert "anchor" in goal.error and "line 2" in goal.error
-    assert elapsed < 0.5
+    assert elapsed < 1.0  # unbounded, this took 18 s at nine levels
     assert peak < 5_000_000
 
 
