@@ -4,7 +4,8 @@ Ray removed its own `DAGDriver` (and the deployment-graph API) long before
 2.60, but the walkthrough's serve config still lists a deployment called
 `DAGDriver` in both applications. Serve refuses a config that names a
 deployment the application does not contain, so each app's ingress is this
-small deployment under that name: it decodes the request body as JSON, hands
+small deployment under that name: it decodes the request body (at most
+``bodies.MAX_REQUEST_BYTES``, else 413) as JSON, hands
 it to the first deployment of the app and encodes the answer as JSON (so
 `6` comes back as `6` and a string comes back quoted, as the walkthrough shows).
 """
@@ -18,6 +19,8 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from raykube_serve.bodies import json_body
+
 
 class JsonIngress:
     """Body as JSON to the app's first deployment, its answer back as JSON."""
@@ -26,10 +29,9 @@ class JsonIngress:
         self._entry = entry
 
     async def __call__(self, request: Request) -> JSONResponse:
-        try:
-            payload: Any = await request.json()
-        except ValueError:  # bad JSON or bad UTF-8
-            return JSONResponse({"error": "body must be JSON"}, status_code=400)
+        payload, error = await json_body(request)
+        if error is not None:
+            return error
         try:
             result = await self._entry.remote(payload)
         except (ValueError, KeyError, TypeError) as exc:

@@ -6,6 +6,10 @@ concurrent requests (and the texts of one request) are encoded together.
 
     user_config: {max_batch_size: 16, batch_wait_timeout_s: 0.01}
 
+A request body is read up to ``max_request_bytes`` (also a ``user_config``
+key; by default the largest valid request, see ``MAX_REQUEST_BYTES``); past
+it the answer is 413 and the rest is never read.
+
 `ray_actor_options.num_gpus` in the serve config is honoured by Ray (the
 replica only starts on a node with a free GPU and sees it); the encoder then
 runs in torch on CUDA when torch is installed, in numpy otherwise.
@@ -26,6 +30,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from raykube_serve.bodies import json_body
 from raykube_serve.model import SentenceEncoder
 
 log = logging.getLogger("ray.serve")
@@ -35,22 +40,35 @@ DEFAULT_BATCH_WAIT_TIMEOUT_S = 0.01
 # One request may carry at most this many texts (bounded work per request).
 MAX_TEXTS_PER_REQUEST = 64
 MAX_TEXT_CHARS = 10_000
+#: The largest valid request: every text at its longest, each character
+#: escaped by the client's JSON encoder (``\uXXXX``, 6 bytes), plus room for
+#: the envelope. About 3.7 MiB.
+MAX_REQUEST_BYTES = MAX_TEXTS_PER_REQUEST * MAX_TEXT_CHARS * 6 + 64 * 1024
+#: What ``user_config.max_request_bytes`` may set.
+REQUEST_BYTES_RANGE = (1024, 64 * 2**20)
 
 
 @dataclass(frozen=True)
 class BatchSettings:
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     batch_wait_timeout_s: float = DEFAULT_BATCH_WAIT_TIMEOUT_S
+    max_request_bytes: int = MAX_REQUEST_BYTES
 
     @classmethod
     def from_user_config(cls, config: dict[str, Any]) -> BatchSettings:
         size = config.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)
         wait = config.get("batch_wait_timeout_s", DEFAULT_BATCH_WAIT_TIMEOUT_S)
+        cap = config.get("max_request_bytes", MAX_REQUEST_BYTES)
         if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 512:
             raise ValueError(f"max_batch_size must be an integer in [1, 512], got {size!r}")
         if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait <= 10:
             raise ValueError(f"batch_wait_timeout_s must be in [0, 10] seconds, got {wait!r}")
-        return cls(size, float(wait))
+        low, high = REQUEST_BYTES_RANGE
+        if not isinstance(cap, int) or isinstance(cap, bool) or not low <= cap <= high:
+            raise ValueError(
+                f"max_request_bytes must be an integer in [{low}, {high}], got {cap!r}"
+            )
+        return cls(size, float(wait), cap)
 
 
 def parse_texts(payload: Any) -> list[str]:
@@ -108,8 +126,11 @@ class EmbeddingModel:
         return [vector for vector, _ in results], [size for _, size in results]
 
     async def __call__(self, request: Request) -> JSONResponse:
+        payload, error = await json_body(request, self._settings.max_request_bytes)
+        if error is not None:
+            return error
         try:
-            texts = parse_texts(await request.json())
+            texts = parse_texts(payload)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         vectors, batch_sizes = await self.embed(texts)

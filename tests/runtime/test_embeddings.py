@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import ray  # noqa: F401  (a missing Ray must fail this tier, not skip it)
 
+from raykube_serve.embeddings import MAX_REQUEST_BYTES, MAX_TEXT_CHARS, MAX_TEXTS_PER_REQUEST
 from raykube_serve.model import SentenceEncoder
 from raykube_serve.model.encoder import pad, plan_passes
 
@@ -114,6 +115,17 @@ def test_bad_requests_get_400(serve_url: str, body: dict[str, Any]) -> None:
     response = httpx.post(f"{serve_url}/embed/", json=body, timeout=30)
     assert response.status_code == 400
     assert "error" in response.json()
+
+
+def test_a_body_over_the_cap_gets_413(serve_url: str) -> None:
+    body = b'{"texts": ["' + b"x" * MAX_REQUEST_BYTES + b'"]}'
+    response = httpx.post(f"{serve_url}/embed/", content=body, timeout=30)
+    assert response.status_code == 413
+
+
+def test_the_largest_valid_request_fits_under_the_cap() -> None:
+    texts = ["\u00e9" * MAX_TEXT_CHARS] * MAX_TEXTS_PER_REQUEST  # escaped by json.dumps
+    assert len(json.dumps({"texts": texts}).encode()) <= MAX_REQUEST_BYTES
 
 
 def test_passes_group_similar_lengths_within_the_token_budget() -> None:

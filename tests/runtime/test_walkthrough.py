@@ -11,6 +11,7 @@ import pytest
 import ray  # noqa: F401  (a missing Ray must fail this tier, not skip it)
 
 from raykube_serve import dashboard
+from raykube_serve.bodies import MAX_REQUEST_BYTES
 from raykube_serve.localhead import LocalRayHead
 
 from .helpers import Deploy, find_app, find_deployment
@@ -49,6 +50,13 @@ def test_bad_orders_get_400_with_a_reason(serve_url: str, path: str, body: Any) 
     response = httpx.post(serve_url + path, json=body, timeout=10)
     assert response.status_code == 400
     assert response.json()["error"]
+
+
+def test_an_order_over_the_body_cap_gets_413(serve_url: str) -> None:
+    body = b'["MANGO", "' + b"x" * MAX_REQUEST_BYTES + b'"]'
+    response = httpx.post(serve_url + "/fruit/", content=body, timeout=30)
+    assert response.status_code == 413
+    assert str(MAX_REQUEST_BYTES) in response.json()["error"]
 
 
 def test_price_change_reconfigures_the_running_replica(
