@@ -87,16 +87,17 @@ async def test_a_dripping_body_ends_at_the_deadline() -> None:
             await dashboard.get_applications(HEAD)
     finally:
         await dashboard.close()
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0  # generous: a loaded CI machine is slow
     assert info.value.status == 0 and "0.5" in info.value.message
 
 
 async def test_a_silent_head_ends_at_the_deadline_with_its_retries() -> None:
     async def handler(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(3.0)
         return httpx.Response(503, text="starting")
 
-    # Three tries of 0.3 s each would take 0.9 s; the call's deadline is 0.5 s.
+    # Three tries of 3 s each would take 9 s; the call's deadline is 0.5 s (and
+    # the health check's 2 s).
     dashboard = client(handler, deadline=0.5)
     started = time.monotonic()
     try:
@@ -105,7 +106,7 @@ async def test_a_silent_head_ends_at_the_deadline_with_its_retries() -> None:
         assert not await dashboard.proxy_healthy(HEAD)
     finally:
         await dashboard.close()
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 5.0
 
 
 async def test_through_the_api_server_proxy_the_same_cap_holds() -> None:

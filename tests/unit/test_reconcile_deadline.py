@@ -46,7 +46,7 @@ async def test_a_pass_stuck_on_a_silent_head_ends_at_its_deadline_and_is_retried
         started = time.monotonic()
         try:
             queue.add((NS, name))
-            for _ in range(100):  # 5 s at most
+            for _ in range(200):  # 10 s at most: never, without a deadline
                 if (NS, name) in queue._failures:
                     break
                 await asyncio.sleep(0.05)
@@ -54,7 +54,7 @@ async def test_a_pass_stuck_on_a_silent_head_ends_at_its_deadline_and_is_retried
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
             await silent.close()
-        assert time.monotonic() - started < DEADLINE + 2
+        assert time.monotonic() - started < DEADLINE + 5  # generous: a loaded machine
         assert _errors("ReconcileTimeout") == errors + 1
         # Retried later, with back-off, and the worker is free for other objects.
         assert queue._failures[(NS, name)] == 1 and (NS, name) in queue._timers
