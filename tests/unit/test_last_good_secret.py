@@ -95,3 +95,27 @@ async def test_a_secret_of_that_name_that_is_not_ours_is_left_alone(
     assert not secret["metadata"].get("ownerReferences")
     await h.events_posted()
     assert [e.reason for e in h.kube.events].count("LastGoodServeConfigNotRecorded") == 1
+
+
+async def test_an_older_record_stays_where_it_is_when_the_secret_is_not_ours(
+    harness: Harness, manifests: Path
+) -> None:
+    h = harness
+    doc = load(manifests, SAMPLE, "RayService")
+    name = doc["metadata"]["name"]
+    older = "applications: []\n"
+    doc["metadata"].setdefault("annotations", {})[labels.LAST_GOOD_SERVE_CONFIG] = older
+    h.kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": secret_name(name), "namespace": NS},
+            "data": {},
+        }
+    )
+    h.kube.put(doc)
+    for _ in range(2):
+        await h.service_pass(name)
+    assert notes_of(h, name)[labels.LAST_GOOD_SERVE_CONFIG] == older  # not lost
+    secret = h.kube.stored(SECRETS, NS, secret_name(name))
+    assert secret is not None and not secret["data"]

@@ -349,9 +349,10 @@ async def ensure_service_notes(p: Pass, plan: Plan) -> None:
     text = plan.last_good
     if text is None and legacy is not None and not _has_last_good(p):
         text = legacy  # written by an older version: moved, not lost
+    recorded = p.sc.last_good_secret(p.key, p.rs.metadata.uid) is not None
     if text is not None:
-        await ensure_last_good(p, text)
-    if legacy is not None and _has_last_good(p):
+        recorded = await ensure_last_good(p, text)
+    if legacy is not None and recorded:
         # The Secret holds it now; the annotation (readable by anyone who may read
         # the RayService, and kept past the user's edits) goes.
         notes[labels.LAST_GOOD_SERVE_CONFIG] = None
@@ -365,11 +366,11 @@ def _has_last_good(p: Pass) -> bool:
     )
 
 
-async def ensure_last_good(p: Pass, text: str) -> None:
+async def ensure_last_good(p: Pass, text: str) -> bool:
     """Record ``text`` as the last good serve config, in the Secret the RayService
-    owns. It is a record for people, not something a pass needs: a Secret that
-    cannot be written (someone else's of that name, too large, not allowed) is
-    said once and the pass goes on."""
+    owns; False when it could not be. It is a record for people, not something a
+    pass needs: a Secret that cannot be written (someone else's of that name, too
+    large, not allowed) is said once and the pass goes on."""
     ns, name = p.key[0], labels.last_good_serve_config_name(p.rs.metadata.name)
     # Remembered whatever happens below: a config that cannot be recorded is
     # not tried again on every pass.
@@ -384,6 +385,7 @@ async def ensure_last_good(p: Pass, text: str) -> None:
     if why:
         message = f"the last good serveConfigV2 is not recorded in Secret {ns}/{name}: {why}"
         p.sc.ctl.warn_once(p.key, p.obj, "LastGoodServeConfigNotRecorded", message, why)
+    return not why
 
 
 async def _write_last_good(p: Pass, name: str, text: str) -> str:
