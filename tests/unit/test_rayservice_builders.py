@@ -98,3 +98,22 @@ def test_serve_service_override_renames_types_and_labels_but_keeps_the_selector(
     assert serve["spec"]["type"] == "LoadBalancer"
     assert serve["spec"]["ports"] == [{"name": "p", "port": 12345}]
     assert serve["spec"]["selector"] == {"ray.io/cluster": "rs-a", "ray.io/serve": "true"}
+
+
+def test_hand_edited_cluster_annotations_read_as_no_record() -> None:
+    """Anyone may edit a cluster's annotations: deep, huge or wrong-shaped JSON
+    must read as "no record", never raise out of a RayService pass."""
+    deep = "[" * 100_000 + "]" * 100_000
+    for text in (deep, '{"a": ' * 2000 + "1" + "}" * 2000, "x" * 100_000, "[1, 2]"):
+        body = {
+            "metadata": {
+                "name": "rs-a",
+                "annotations": {labels.SERVE_HEALTH: text, labels.APPLIED_SCALING: text},
+            }
+        }
+        view = cluster_view(body)
+        assert view.applied_scaling == {}
+        assert view.health.unreachable_since is None
+    shaped = '{"g": [1, 1, 5], "bad": [1, "x", 3], "bool": [true, 1, 2], "neg": [-1, 0, 1]}'
+    body = {"metadata": {"name": "rs-a", "annotations": {labels.APPLIED_SCALING: shaped}}}
+    assert cluster_view(body).applied_scaling == {"g": [1, 1, 5]}

@@ -17,6 +17,21 @@ from raykube.builders import labels
 from raykube.timefmt import format_time, parse_time
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Our annotations are a few hundred bytes; anyone may edit them, so longer
+#: text (or deeper JSON than Python's parser allows) reads as no record.
+MAX_NOTE_BYTES = 8192
+MAX_INT32 = 2**31 - 1
+
+
+def json_object(text: str | None) -> dict[str, Any]:
+    """A JSON object from one of our annotations, or {} for anything else."""
+    if not text or len(text) > MAX_NOTE_BYTES:
+        return {}
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -40,12 +55,7 @@ class HealthRecord:
 
     @classmethod
     def from_json(cls, text: str | None) -> HealthRecord:
-        try:
-            data = json.loads(text or "{}")
-        except ValueError:
-            return cls()
-        if not isinstance(data, dict):
-            return cls()
+        data = json_object(text)
         return cls(
             unreachable_since=parse_time(data.get("unreachableSince")),
             failing_since=parse_time(data.get("failingSince")),
@@ -128,11 +138,16 @@ def _head_ports(spec: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
 
 
 def _scaling(text: str | None) -> dict[str, list[int]]:
-    try:
-        data = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+    """Group name -> [replicas, min, max]; entries of any other shape are dropped."""
+    out: dict[str, list[int]] = {}
+    for name, sizes in json_object(text).items():
+        if (
+            isinstance(sizes, list)
+            and len(sizes) == 3
+            and all(type(v) is int and 0 <= v <= MAX_INT32 for v in sizes)
+        ):
+            out[name] = sizes
+    return out
 
 
 def _controller_uid(meta: Mapping[str, Any]) -> str:
