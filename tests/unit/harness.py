@@ -143,7 +143,6 @@ async def running(settings: Settings | None = None) -> AsyncIterator[Harness]:
         clusters=indices["rayservice_clusters"],
         objects=indices["rayservice_objects"],
         services=indices["rayservice_services"],
-        secrets=indices["rayservice_secrets"],
     )
     harness = Harness(kube, serve, indices, rt, clusters, services)
     try:

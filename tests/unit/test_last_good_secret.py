@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
-from raykube.adapters.kube import RAYSERVICES, SECRETS
+import pytest
+
+from raykube.adapters.kube import RAYSERVICES, SECRETS, ApiError, Resource
 from raykube.builders import labels
 from tests.unit.harness import NS, Harness, load
 from tests.unit.test_handlers_rayservice import SAMPLE, serving
@@ -119,3 +122,41 @@ async def test_an_older_record_stays_where_it_is_when_the_secret_is_not_ours(
     assert notes_of(h, name)[labels.LAST_GOOD_SERVE_CONFIG] == older  # not lost
     secret = h.kube.stored(SECRETS, NS, secret_name(name))
     assert secret is not None and not secret["data"]
+
+
+async def test_secrets_are_read_once_and_not_watched(harness: Harness, manifests: Path) -> None:
+    """Least privilege: the Secret is read on the first pass of each RayService
+    in a process and never again while the operator remembers what it wrote."""
+    h = harness
+    name, _ = await serving(h, manifests)
+    await h.service_pass(name)
+    h.kube.reset_counts()
+    for _ in range(3):
+        await h.service_pass(name)
+    assert not [r for r in h.kube.log if r.kind == "Secret"], h.kube.log
+
+
+async def test_without_rights_on_secrets_the_pass_goes_on_and_says_so(
+    harness: Harness, manifests: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = harness
+    real_get, real_apply = h.kube.get, h.kube.apply
+
+    async def get(res: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        if res is SECRETS:
+            raise ApiError(403, "Forbidden", "secrets is forbidden")
+        return await real_get(res, namespace, name)
+
+    async def apply(obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        if obj["kind"] == "Secret":
+            raise ApiError(403, "Forbidden", "secrets is forbidden")
+        return await real_apply(obj, dry_run=dry_run)
+
+    monkeypatch.setattr(h.kube, "get", get)
+    monkeypatch.setattr(h.kube, "apply", apply)
+    name, _ = await serving(h, manifests)
+    for _ in range(2):
+        await h.service_pass(name)
+    await h.events_posted()
+    warnings = [e for e in h.kube.events if e.reason == "LastGoodServeConfigNotRecorded"]
+    assert len(warnings) == 1

@@ -27,7 +27,7 @@ opens for a registered handler, or a rule of a Role the operator creates.
 {{- define "raykube.rules.authSecrets" -}}
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["create", "get", "list", "patch", "watch"]
+  verbs: ["create", "get", "patch"]
 {{- end }}
 
 {{- /* what the operator reconciles, in every namespace it watches */}}

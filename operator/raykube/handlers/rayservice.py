@@ -35,7 +35,6 @@ from raykube.adapters.kube import (
     PODS,
     RAYCLUSTERS,
     RAYSERVICES,
-    SECRETS,
     SERVICES,
     ApiError,
     Resource,
@@ -90,10 +89,9 @@ def controller(
     clusters: IndexLike,
     objects: IndexLike,
     services: IndexLike,
-    secrets: IndexLike,
 ) -> ServiceController:
     ctl = Controller(KIND, rt, queue, on_summary=_gauge)
-    return ServiceController(ctl, dashboard, clusters, objects, services, secrets)
+    return ServiceController(ctl, dashboard, clusters, objects, services)
 
 
 def _gauge(counts: Counter[tuple[str, str]]) -> None:
@@ -347,9 +345,9 @@ async def ensure_service_notes(p: Pass, plan: Plan) -> None:
         notes[labels.REPLACEMENTS] = plan.replacements.to_json()
     legacy = p.rs.metadata.annotations.get(labels.LAST_GOOD_SERVE_CONFIG)
     text = plan.last_good
-    if text is None and legacy is not None and not _has_last_good(p):
+    if text is None and legacy is not None and not p.record.last_good:
         text = legacy  # written by an older version: moved, not lost
-    recorded = p.sc.last_good_secret(p.key, p.rs.metadata.uid) is not None
+    recorded = bool(p.record.last_good) and not p.record.last_good_taken
     if text is not None:
         recorded = await ensure_last_good(p, text)
     if legacy is not None and recorded:
@@ -360,43 +358,31 @@ async def ensure_service_notes(p: Pass, plan: Plan) -> None:
         await _annotate(p, RAYSERVICES, p.rs.metadata.name, notes)
 
 
-def _has_last_good(p: Pass) -> bool:
-    return p.record.last_good is not None or (
-        p.sc.last_good_secret(p.key, p.rs.metadata.uid) is not None
-    )
-
-
 async def ensure_last_good(p: Pass, text: str) -> bool:
     """Record ``text`` as the last good serve config, in the Secret the RayService
     owns; False when it could not be. It is a record for people, not something a
     pass needs: a Secret that cannot be written (someone else's of that name, too
     large, not allowed) is said once and the pass goes on."""
     ns, name = p.key[0], labels.last_good_serve_config_name(p.rs.metadata.name)
-    # Remembered whatever happens below: a config that cannot be recorded is
-    # not tried again on every pass.
-    p.record.last_good = text
-    try:
-        why = await _write_last_good(p, name, text)
-    except ApiError as err:
-        if not (err.invalid or err.forbidden):
-            p.record.last_good = None
-            raise
-        why = str(err)
-    if why:
-        message = f"the last good serveConfigV2 is not recorded in Secret {ns}/{name}: {why}"
-        p.sc.ctl.warn_once(p.key, p.obj, "LastGoodServeConfigNotRecorded", message, why)
-    return not why
-
-
-async def _write_last_good(p: Pass, name: str, text: str) -> str:
-    """Apply the Secret; why not, when a Secret of that name is someone else's."""
-    if p.sc.last_good_secret(p.key, p.rs.metadata.uid) is None:
-        # Not in the cache as ours: it may still exist, as someone else's.
-        existing = await p.rt.kube.get(SECRETS, p.key[0], name)
-        if existing is not None and not owners.owned_by(existing, p.rs.metadata.uid):
-            return "a Secret of that name exists and is not owned by this RayService"
-    await p.rt.kube.apply(_last_good_secret(p, name, text))
-    return ""
+    if p.record.last_good_taken:
+        why = "a Secret of that name exists and is not owned by this RayService"
+    elif text == p.record.last_good:
+        return True
+    else:
+        # Remembered whatever happens below: a config that cannot be recorded is
+        # not tried again on every pass.
+        p.record.last_good = text
+        try:
+            await p.rt.kube.apply(_last_good_secret(p, name, text))
+            return True
+        except ApiError as err:
+            if not (err.invalid or err.forbidden):
+                p.record.last_good = None  # read again next pass
+                raise
+            why = str(err)
+    message = f"the last good serveConfigV2 is not recorded in Secret {ns}/{name}: {why}"
+    p.sc.ctl.warn_once(p.key, p.obj, "LastGoodServeConfigNotRecorded", message, why)
+    return False
 
 
 def _last_good_secret(p: Pass, name: str, text: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from raykube import ports
 from raykube.adapters.dashboard import DashboardClient, DashboardError, Head
-from raykube.adapters.kube import RAYCLUSTERS, SECRETS
+from raykube.adapters.kube import RAYCLUSTERS, SECRETS, ApiError
 from raykube.builders import labels, owners
 from raykube.decisions import rayservice_health as health
 from raykube.decisions.pods import PodView
@@ -58,9 +58,6 @@ class ServiceController:
     objects: IndexLike
     #: The stable Services of each RayService, slim, by (namespace, RayService name).
     services: IndexLike
-    #: The last good serve config Secret of each RayService, slim, by (namespace,
-    #: RayService name).
-    secrets: IndexLike
     #: (namespace, cluster) -> (namespace, RayService): routes head pod events.
     owners: dict[Key, Key] = field(default_factory=dict)
 
@@ -84,17 +81,6 @@ class ServiceController:
         if key not in self.services:
             return None
         return next((s for s in self.services[key] if s["name"] == name), None)
-
-    def last_good_secret(self, key: Key, uid: str | None) -> Mapping[str, Any] | None:
-        """The RayService's last good config Secret, if the cache shows it and it
-        is owned by this incarnation (by UID, not by name)."""
-        if key not in self.secrets:
-            return None
-        name = labels.last_good_serve_config_name(key[1])
-        return next(
-            (s for s in self.secrets[key] if s["name"] == name and owners.owned_by(s, uid)),
-            None,
-        )
 
 
 @dataclass
@@ -147,22 +133,32 @@ async def observe(p: Pass) -> Observed:
         lingering=lingering,
         replacements=health.Replacements.from_json(notes.get(labels.REPLACEMENTS)),
         rejected={name: h for name, (h, _) in p.record.rejected.items()},
-        last_good=last_good(p),
+        last_good=await last_good(p),
     )
 
 
-def last_good(p: Pass) -> str:
-    """The last good serve config: as this process last wrote it (until the cache
-    shows it), else its Secret, else the annotation an older version wrote."""
-    secret = p.sc.last_good_secret(p.key, p.rs.metadata.uid)
-    stored = secret_text(secret) if secret is not None else None
-    if p.record.last_good is not None:
-        if stored != p.record.last_good:
-            return p.record.last_good
-        p.record.last_good = None  # the cache caught up
-    if stored is not None:
-        return stored
-    return p.rs.metadata.annotations.get(labels.LAST_GOOD_SERVE_CONFIG, "")
+async def last_good(p: Pass) -> str:
+    """The last good serve config: what its Secret holds (read once per process:
+    Secrets are not watched, so the operator needs no list or watch on them),
+    else the annotation an older version wrote."""
+    if p.record.last_good is None:
+        await read_last_good(p)
+    return p.record.last_good or p.rs.metadata.annotations.get(labels.LAST_GOOD_SERVE_CONFIG, "")
+
+
+async def read_last_good(p: Pass) -> None:
+    name = labels.last_good_serve_config_name(p.rs.metadata.name)
+    try:
+        secret = await p.rt.kube.get(SECRETS, p.key[0], name)
+    except ApiError as err:
+        if not err.forbidden:
+            raise
+        # Secrets not granted (features.rayServiceAuthSecrets off): nothing is
+        # read; the write says so once.
+        secret = None
+    ours = secret is not None and owners.owned_by(secret, p.rs.metadata.uid)
+    p.record.last_good_taken = secret is not None and not ours
+    p.record.last_good = secret_text(secret) if secret is not None and ours else ""
 
 
 def secret_text(secret: Mapping[str, Any]) -> str:

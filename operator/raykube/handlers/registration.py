@@ -91,25 +91,6 @@ def rayservice_services(
     return {(namespace or "", owner): slim}
 
 
-@kopf.index("secrets", labels=SERVICE_CHILD)
-def rayservice_secrets(
-    namespace: str | None, name: str, labels: Mapping[str, str], body: kopf.Body, **_: Any
-) -> dict[Key, Any]:
-    """The last good serve config Secret of each RayService, by (namespace,
-    RayService), slim: its name, owners and the config (ours by name and owner
-    UID, checked when read)."""
-    owner = labels.get(ray_labels.ORIGINATED_FROM_CR)
-    if not owner or name != ray_labels.last_good_serve_config_name(owner):
-        return {}
-    meta = body["metadata"]
-    slim = {
-        "name": name,
-        "metadata": {"ownerReferences": list(meta.get("ownerReferences") or [])},
-        "data": dict(body.get("data") or {}),
-    }
-    return {(namespace or "", owner): slim}
-
-
 @kopf.index("ray.io", "v1", "rayclusters", labels=SERVICE_CHILD)
 def rayservice_clusters(
     namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
@@ -153,7 +134,6 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> No
         clusters=kwargs["rayservice_clusters"],
         objects=kwargs["rayservice_objects"],
         services=kwargs["rayservice_services"],
-        secrets=kwargs["rayservice_secrets"],
     )
     holder["clusters"] = memo["clusters"] = clusters
     holder["services"] = memo["rayservices"] = services

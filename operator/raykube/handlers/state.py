@@ -34,9 +34,11 @@ class ObjectState:
     #: RayService: cluster name -> annotations written on it that the watch cache
     #: may not show yet (``None``: removed); dropped once it does.
     written: dict[str, dict[str, str | None]] = field(default_factory=dict)
-    #: RayService: the last good serve config written to its Secret, until the
-    #: watch cache shows it.
+    #: RayService: what its last good serve config Secret holds, as this process
+    #: last read (once, on its first pass) or wrote it; None: not read yet.
     last_good: str | None = None
+    #: RayService: a Secret of that name exists and is someone else's.
+    last_good_taken: bool = False
 
 
 class States:
