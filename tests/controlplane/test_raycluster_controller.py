@@ -12,6 +12,7 @@ import yaml
 
 from e2e.paths import manifest
 from localcluster.controlplane import ControlPlane
+from raykube.timefmt import now_iso
 from tests.kubehelpers import OperatorProcess, apply, get_json, look_again, wait_for
 
 pytestmark = pytest.mark.controlplane
@@ -198,6 +199,15 @@ def test_deleted_head_is_recreated(
         p["metadata"]["name"]
         for p in _pods(control_plane, namespace, name, "ray.io/node-type=worker")
     }
+    # Pod times have one-second precision and kwok starts pods at once: a head
+    # replaced within the second its worker started is indistinguishable from
+    # one the worker started under. Real pods take seconds; let the clock move.
+    started = max(
+        str(cs["state"].get("running", {}).get("startedAt", ""))
+        for p in _pods(control_plane, namespace, name, "ray.io/node-type=worker")
+        for cs in p["status"].get("containerStatuses", [])
+    )
+    wait_for(lambda: now_iso() > started, timeout=5, interval=0.1)
     control_plane.kubectl("delete", "pod", old, "-n", namespace, "--wait=false")
 
     def new_head() -> str | None:

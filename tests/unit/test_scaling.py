@@ -179,11 +179,21 @@ def _worker(name: str, started: str, **kw: object) -> PodView:
 
 def test_workers_from_before_a_new_head_are_replaced_once_it_is_ready() -> None:
     old = _worker("w-old", "2026-01-01T00:00:05Z", ready=False)
-    fresh = _worker("w-new", "2026-01-01T00:10:00Z")  # same second as the head: its own
+    # Created and started in the head's first second: its own.
+    fresh = _worker("w-new", "2026-01-01T00:10:00Z", created="2026-01-01T00:10:00Z")
     for autoscaling in (False, True):
         plan = plan_pods(intent(group(replicas=2), autoscaling=autoscaling), [NEW_HEAD, old, fresh])
         assert [(d.name, d.reason) for d in plan.delete] == [("w-old", "HeadReplaced")]
         assert plan.create_workers == {"small": 1}
+
+
+def test_a_worker_pod_older_than_the_head_that_started_in_its_first_second_is_replaced() -> None:
+    """Times have one-second precision: a worker pod created before the new head
+    whose Ray started in the head's creation second started under the old head
+    (seen on kwok, where pods start at once: the worker was never replaced)."""
+    older = _worker("w-old", "2026-01-01T00:10:00Z", created="2026-01-01T00:09:59Z")
+    plan = plan_pods(intent(group(replicas=1)), [NEW_HEAD, older])
+    assert [(d.name, d.reason) for d in plan.delete] == [("w-old", "HeadReplaced")]
 
 
 def test_no_worker_is_replaced_while_the_new_head_is_not_ready() -> None:

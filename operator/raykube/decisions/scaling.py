@@ -113,8 +113,11 @@ def _orphaned(worker: PodView, head: PodView | None) -> bool:
     started = worker.ray_started
     if head is None or not started or worker.dead:
         return False
-    # Strictly before: a worker starting in the head's first second is its own.
-    if started < head.created:
+    # Strictly before: a worker starting in the head's first second is its own,
+    # unless the pod itself predates the head (times have one-second precision;
+    # a head is always created before the workers of its own pass, so a worker
+    # pod older than the head started under an earlier one).
+    if started < head.created or (started == head.created and worker.created < head.created):
         return True
     return worker.backing_off and bool(head.ready_since) and started < head.ready_since
 
