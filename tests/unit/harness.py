@@ -24,11 +24,10 @@ import yaml
 
 from raykube.adapters.kube import PODS, RAYCLUSTERS, RAYSERVICES, SERVICES
 from raykube.builders import labels
-from raykube.handlers import raycluster, rayservice
+from raykube.handlers import raycluster, rayservice, registration
 from raykube.handlers.kit import Controller
 from raykube.handlers.rayservice_observe import ServiceController
 from raykube.handlers.runtime import Runtime
-from raykube.handlers.workqueue import Key, WorkQueue
 from raykube.settings import Settings
 from tests.unit.fakedashboard import FakeServe, HeadState
 from tests.unit.fakekube import FakeIndex, FakeKube, operator_indices
@@ -126,24 +125,10 @@ async def running(settings: Settings | None = None) -> AsyncIterator[Harness]:
     )
     rt.indexed.set()  # the fake indices are complete from the start
 
-    async def run_cluster(key: Key) -> float | None:
-        return await raycluster.reconcile(clusters, key)
-
-    async def run_service(key: Key) -> float | None:
-        return await rayservice.reconcile(services, key)
-
-    clusters = raycluster.controller(rt, WorkQueue(run_cluster, raycluster.KIND))
     dashboard = serve.client(
         access=settings.dashboard_access, cluster_domain=settings.cluster_domain
     )
-    services = rayservice.controller(
-        rt,
-        WorkQueue(run_service, rayservice.KIND),
-        dashboard,
-        clusters=indices["rayservice_clusters"],
-        objects=indices["rayservice_objects"],
-        services=indices["rayservice_services"],
-    )
+    clusters, services = registration.controllers(rt, dashboard, indices)
     harness = Harness(kube, serve, indices, rt, clusters, services)
     try:
         yield harness

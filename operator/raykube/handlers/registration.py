@@ -117,29 +117,36 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> No
         cluster_objects=kwargs["ray_clusters"],
     )
     memo["runtime"] = rt
-    holder: dict[str, Any] = {}
+    dashboard = DashboardClient(ours.dashboard_access, ours.cluster_domain, kube)
+    clusters, services = controllers(rt, dashboard, kwargs)
+    memo["clusters"], memo["rayservices"] = clusters, services
+    for ctl in (clusters, services.ctl):
+        rt.tasks += [asyncio.create_task(ctl.queue.worker()) for _ in range(ours.workers)]
+        rt.tasks.append(asyncio.create_task(_resync(ctl)))
+
+
+def controllers(
+    rt: Runtime, dashboard: DashboardClient, indices: Mapping[str, Any]
+) -> tuple[Controller, ServiceController]:
+    """Both controllers, each with its work queue, on the indices registered here
+    (kopf passes them by handler name; the unit tests pass in-memory ones)."""
 
     async def run_cluster(key: Key) -> float | None:
-        return await raycluster.reconcile(holder["clusters"], key)
+        return await raycluster.reconcile(clusters, key)
 
     async def run_service(key: Key) -> float | None:
-        return await rayservice.reconcile(holder["services"], key)
+        return await rayservice.reconcile(services, key)
 
     clusters = raycluster.controller(rt, WorkQueue(run_cluster, raycluster.KIND))
-    dashboard = DashboardClient(ours.dashboard_access, ours.cluster_domain, kube)
     services = rayservice.controller(
         rt,
         WorkQueue(run_service, rayservice.KIND),
         dashboard,
-        clusters=kwargs["rayservice_clusters"],
-        objects=kwargs["rayservice_objects"],
-        services=kwargs["rayservice_services"],
+        clusters=indices["rayservice_clusters"],
+        objects=indices["rayservice_objects"],
+        services=indices["rayservice_services"],
     )
-    holder["clusters"] = memo["clusters"] = clusters
-    holder["services"] = memo["rayservices"] = services
-    for ctl in (clusters, services.ctl):
-        rt.tasks += [asyncio.create_task(ctl.queue.worker()) for _ in range(ours.workers)]
-        rt.tasks.append(asyncio.create_task(_resync(ctl)))
+    return clusters, services
 
 
 async def _resync(ctl: Controller) -> None:
