@@ -159,3 +159,19 @@ async def test_the_kube_proxy_reads_no_further_than_its_limit() -> None:
     assert len(data) == 1_000_001  # one byte past the limit says "too large"
     assert body.sent * CHUNK <= 1_000_000 + 2 * CHUNK
     assert response.closed  # the rest of the body is never read
+
+
+async def test_json_deeper_than_the_parser_allows_is_no_answer() -> None:
+    """A head can answer anything: JSON nested past Python's recursion limit is
+    a DashboardError like any answer that is not JSON, not a crash of the pass."""
+    deep = b"[" * 200_000 + b"]" * 200_000
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=deep)
+
+    dashboard = client(handler, attempts=1)
+    try:
+        with pytest.raises(DashboardError, match="not JSON"):
+            await dashboard.get_applications(HEAD)
+    finally:
+        await dashboard.close()

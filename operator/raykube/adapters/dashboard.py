@@ -178,7 +178,7 @@ class DashboardClient:
             raise DashboardError(status, _text(data))
         try:
             return cast(dict[str, Any], json.loads(data))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise DashboardError(status, f"not JSON: {_text(data)}") from None
 
     async def put_applications(self, head: Head, config: dict[str, Any]) -> None:
