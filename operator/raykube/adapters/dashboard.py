@@ -69,6 +69,9 @@ class Head:
     serve_url: str = ""
     token: str = ""
 
+    def port(self, which: Port) -> int:
+        return self.dashboard_port if which == "dashboard" else self.serve_port
+
 
 class DashboardError(Exception):
     """A call failed. ``status`` 0 means no HTTP answer at all."""
@@ -207,7 +210,7 @@ class DashboardClient:
             return explicit.rstrip("/")
         if self.access == "apiserver-proxy":
             return None
-        number = head.dashboard_port if port == "dashboard" else head.serve_port
+        number = head.port(port)
         return f"http://{head.service}.{head.namespace}.svc.{self.cluster_domain}:{number}"
 
     @contextlib.asynccontextmanager
@@ -292,7 +295,7 @@ class DashboardClient:
         base = self.base_url(head, port)
         if base is None:
             assert self._proxy is not None
-            number = head.dashboard_port if port == "dashboard" else head.serve_port
+            number = head.port(port)
             return await self._proxy.proxy(
                 method,
                 head.namespace,
