@@ -35,6 +35,13 @@ class Settings:
         metadata=_flag("namespace to watch, repeatable (env RAYKUBE_NAMESPACES, comma-separated)"),
     )
     cluster_domain: str = field(default="cluster.local", metadata=_flag())
+    #: The ClusterRole (rules: builders/autoscaler.AUTOSCALER_RULES) that an
+    #: autoscaling RayCluster's RoleBinding grants its autoscaler; the chart
+    #: installs it and grants the operator ``bind`` on it alone.
+    autoscaler_cluster_role: str = field(
+        default="raykube-ray-autoscaler",
+        metadata=_flag("ClusterRole bound to each autoscaling RayCluster's autoscaler"),
+    )
     #: How the operator reaches Ray dashboards: the head Service's DNS name
     #: (in-cluster) or the API server's service proxy (operator outside).
     dashboard_access: DashboardAccess = field(

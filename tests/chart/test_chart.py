@@ -19,6 +19,7 @@ import yaml
 
 from localcluster import versions
 from raykube import crdgen, metrics, settings
+from raykube.builders import labels
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "raykube"
@@ -72,6 +73,7 @@ MODES: dict[str, dict[str, str]] = {
     "replicas": {"replicaCount": "3"},
     "proxy": {"dashboardAccess": "apiserver-proxy", "features.rayServiceAuthSecrets": "false"},
     "monitoring": {"metrics.serviceMonitor.enabled": "true", "grafanaDashboard.enabled": "true"},
+    "network-policy": {"networkPolicy.enabled": "true"},
 }
 
 
@@ -409,3 +411,26 @@ def test_docs_list_every_flag_with_its_variable() -> None:
         assert f"`{action.option_strings[0]}" in DOCS, action.option_strings[0]
         variable = "NAMESPACES" if action.dest == "namespace" else action.dest.upper()
         assert f"`RAYKUBE_{variable}`" in DOCS, variable
+
+
+# --- the operator's NetworkPolicy ---------------------------------------------------------------
+
+
+def test_network_policy_is_off_by_default_and_limits_the_operator_when_on() -> None:
+    assert not of_kind(render(), "NetworkPolicy")
+    docs = render(
+        {"networkPolicy.enabled": "true", "networkPolicy.apiServer.cidrs": "{10.0.0.1/32}"}
+    )
+    (policy,) = of_kind(docs, "NetworkPolicy")
+    spec = policy["spec"]
+    assert (
+        spec["podSelector"]["matchLabels"] == (deployment(docs)["spec"]["selector"]["matchLabels"])
+    )
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    (ingress,) = spec["ingress"]
+    assert {p["port"] for p in ingress["ports"]} == {8080, 8081}
+    dns, api, ray = spec["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert api["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+    assert {p["port"] for p in api["ports"]} == {443, 6443}
+    assert ray["to"][0]["podSelector"]["matchLabels"] == {labels.IS_RAY_NODE: "yes"}

@@ -12,7 +12,7 @@ import pytest
 
 from raykube import rbac
 from raykube.adapters.kube import Kube
-from raykube.builders.autoscaler import autoscaler_rbac
+from raykube.builders.autoscaler import AUTOSCALER_RULES, autoscaler_rbac
 from raykube.models.raycluster import RayCluster
 from raykube.rbac import scan
 from raykube.rbac.__main__ import main
@@ -32,9 +32,15 @@ def granted(rules: list[dict[str, Any]]) -> set[Triple]:
     return out
 
 
-def rendered_rules(docs: list[dict[str, Any]]) -> set[Triple]:
+def operator_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every Role and ClusterRole but the autoscaler's (which the operator
+    binds to autoscalers, never holds)."""
     roles = of_kind(docs, "ClusterRole") + of_kind(docs, "Role")
-    return set().union(*(granted(r["rules"]) for r in roles))
+    return [r for r in roles if not r["metadata"]["name"].endswith("-ray-autoscaler")]
+
+
+def rendered_rules(docs: list[dict[str, Any]]) -> set[Triple]:
+    return set().union(*(granted(r["rules"]) for r in operator_roles(docs)))
 
 
 # --- the chart holds the generator's output --------------------------------------------------
@@ -64,7 +70,7 @@ def test_no_rule_grants_what_the_code_never_uses(mode: str) -> None:
     docs = render(MODES[mode])
     extra = rendered_rules(docs) - USED
     assert not extra, f"granted but never used: {sorted(extra)}"
-    for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
+    for role in operator_roles(docs):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
 
@@ -83,10 +89,14 @@ def test_features_off_take_their_rights_away() -> None:
 def test_watch_namespaces_uses_roles_only() -> None:
     cluster_wide = render()
     docs = render(MODES["namespaced"])
-    assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
+    # The autoscaler's ClusterRole is installed, but nothing cluster-wide is bound.
+    assert [r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")] == [
+        "rk-raykube-ray-autoscaler"
+    ]
+    assert not of_kind(docs, "ClusterRoleBinding")
     roles = {r["metadata"]["namespace"]: r for r in of_kind(docs, "Role")}
     assert set(roles) == {"team-a", "team-b"}
-    (cluster_role,) = of_kind(cluster_wide, "ClusterRole")
+    (cluster_role,) = operator_roles(cluster_wide)
     for role in roles.values():
         assert granted(role["rules"]) == granted(cluster_role["rules"])
     bindings = {b["metadata"]["namespace"]: b for b in of_kind(docs, "RoleBinding")}
@@ -103,8 +113,9 @@ def test_the_lease_is_only_granted_in_the_release_namespace() -> None:
     assert [r["metadata"]["namespace"] for r in lease_roles] == ["raykube-system"]
 
 
-def test_operator_holds_every_rule_it_grants_the_autoscaler() -> None:
-    """The API server refuses to let anyone create a Role granting more than it holds."""
+def test_the_autoscaler_gets_a_cluster_role_the_operator_may_only_bind() -> None:
+    """No Role creation, no escalate: the chart installs the autoscaler's rules
+    once; the operator may bind that one ClusterRole, by name, and is told it."""
     cluster = RayCluster.model_validate(
         {
             "apiVersion": "ray.io/v1",
@@ -113,9 +124,42 @@ def test_operator_holds_every_rule_it_grants_the_autoscaler() -> None:
             "spec": {"headGroupSpec": {"template": {"spec": {"containers": [{"name": "r"}]}}}},
         }
     )
-    role = next(o for o in autoscaler_rbac(cluster, "raykube") if o["kind"] == "Role")
-    (cluster_role,) = of_kind(render(), "ClusterRole")
-    assert granted(role["rules"]) <= granted(cluster_role["rules"])
+    for mode in MODES.values():
+        docs = render(mode)
+        (autoscaler,) = [
+            r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-autoscaler")
+        ]
+        name = autoscaler["metadata"]["name"]
+        assert autoscaler["rules"] == AUTOSCALER_RULES
+        binds = [
+            rule
+            for role in operator_roles(docs)
+            for rule in role["rules"]
+            if "bind" in rule["verbs"]
+        ]
+        assert binds and all(
+            rule["resources"] == ["clusterroles"] and rule["resourceNames"] == [name]
+            for rule in binds
+        )
+        (deployment,) = of_kind(docs, "Deployment")
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert f"--autoscaler-cluster-role={name}" in args
+        assert not any(
+            r == "roles"
+            for role in operator_roles(docs)
+            for rule in role["rules"]
+            for r in rule["resources"]
+        )
+    (binding,) = [
+        o
+        for o in autoscaler_rbac(cluster, "raykube", "x-ray-autoscaler")
+        if o["kind"] == "RoleBinding"
+    ]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "x-ray-autoscaler",
+    }
 
 
 # --- the generator finds what kopf and the code need --------------------------------------------

@@ -18,6 +18,7 @@ import yaml
 
 from e2e.paths import manifest
 from localcluster.controlplane import ControlPlane
+from raykube.builders import labels
 from tests.chart.test_chart import render
 from tests.conftest import _FIGURES
 from tests.kubehelpers import (
@@ -45,14 +46,18 @@ class AsServiceAccount:
         return {**self.cp.env(), "KUBECONFIG": str(self.kubeconfig)}
 
 
-def _install_chart_rbac(cp: ControlPlane, ns: str) -> str:
-    """The chart's ServiceAccount, Roles and RoleBindings for ``ns``; its name."""
+def _install_chart_rbac(cp: ControlPlane, ns: str) -> tuple[str, str]:
+    """The chart's ServiceAccount, Roles, RoleBindings for ``ns`` and the
+    autoscaler's ClusterRole; the ServiceAccount's and the ClusterRole's names."""
     docs = render({"replicaCount": "2", "watchNamespaces": f"{{{ns}}}"}, f"--namespace={ns}")
     wanted = [d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
-    assert not [d for d in docs if d["kind"].startswith("Cluster")]
-    apply(cp, ns, yaml.safe_dump_all(wanted))
+    # Nothing cluster-wide is granted: the one ClusterRole is the autoscaler's,
+    # bound by the operator per namespace.
+    (autoscaler,) = [d for d in docs if d["kind"].startswith("Cluster")]
+    assert autoscaler["kind"] == "ClusterRole"
+    apply(cp, ns, yaml.safe_dump_all([*wanted, autoscaler]))
     (sa,) = [d["metadata"]["name"] for d in wanted if d["kind"] == "ServiceAccount"]
-    return str(sa)
+    return str(sa), str(autoscaler["metadata"]["name"])
 
 
 def _token_kubeconfig(cp: ControlPlane, ns: str, sa: str, path: Path) -> Path:
@@ -73,11 +78,14 @@ def _holder(cp: ControlPlane, ns: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
-def _candidate(cp: AsServiceAccount, logs: Path, ns: str, name: str) -> OperatorProcess:
+def _candidate(
+    cp: AsServiceAccount, logs: Path, ns: str, name: str, autoscaler_role: str
+) -> OperatorProcess:
     (logs / name).mkdir(parents=True, exist_ok=True)
     return OperatorProcess(
         cast(ControlPlane, cp),
         logs / name,
+        f"--autoscaler-cluster-role={autoscaler_role}",
         "--leader-election",
         f"--lease-namespace={ns}",
         f"--lease-name={LEASE}",
@@ -126,8 +134,8 @@ def _leading(op: OperatorProcess) -> float:
 
 def _cluster(ns: str) -> dict[str, Any]:
     doc = yaml.safe_load(manifest("ray-cluster.sample.yaml").read_text())
-    # The autoscaler sidecar makes the operator create a Role: with the chart's
-    # RBAC that only works if the operator holds every rule it grants.
+    # The autoscaler sidecar makes the operator bind the autoscaler's
+    # ClusterRole: with the chart's RBAC that takes `bind` on exactly that name.
     doc["spec"]["enableInTreeAutoscaling"] = True
     return cast(dict[str, Any], doc)
 
@@ -138,10 +146,10 @@ def test_one_leader_takeover_after_kill_and_graceful_handover(
     cp, ns = control_plane, namespace
     # The session's cluster-wide operator would reconcile this namespace too.
     operator.stop()
-    sa = _install_chart_rbac(cp, ns)
+    sa, role = _install_chart_rbac(cp, ns)
     identity = AsServiceAccount(cp, _token_kubeconfig(cp, ns, sa, tmp_path / "sa.kubeconfig"))
     logs = cp.state / "logs" / f"leader-{ns}"
-    a, b = _candidate(identity, logs, ns, "a"), _candidate(identity, logs, ns, "b")
+    a, b = _candidate(identity, logs, ns, "a", role), _candidate(identity, logs, ns, "b", role)
     try:
         a.start()
         wait_for(lambda: _holder(cp, ns) == "a", timeout=30)
@@ -154,11 +162,13 @@ def test_one_leader_takeover_after_kill_and_graceful_handover(
         assert (_leading(a), _leading(b)) == (1.0, 0.0)
         assert reconciles(a, "RayCluster") > 0 and reconciles(b, "RayCluster") == 0
         sa_objects = get_json(cp, "serviceaccounts,roles,rolebindings", "-n", ns)["items"]
-        assert {o["kind"] for o in sa_objects if o["metadata"]["name"].startswith(name)} == {
-            "ServiceAccount",
-            "Role",
-            "RoleBinding",
+        ours = {
+            (o["kind"], o["metadata"]["name"])
+            for o in sa_objects
+            if o["metadata"]["name"].startswith(name)
         }
+        account = labels.autoscaler_account_name(name)
+        assert ours == {("ServiceAccount", account), ("RoleBinding", account)}
 
         killed = time.monotonic()
         _sigkill(a)
@@ -182,7 +192,7 @@ def test_one_leader_takeover_after_kill_and_graceful_handover(
         assert _leading(b) == 1.0
 
         # Graceful: a comes back as a candidate, b stops on SIGTERM and releases.
-        a = _candidate(identity, logs, ns, "a2")
+        a = _candidate(identity, logs, ns, "a2", role)
         a.start()
         stopped = time.monotonic()
         b.stop()

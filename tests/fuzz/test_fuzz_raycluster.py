@@ -45,7 +45,7 @@ def build_and_decide(cluster: RayCluster, status: JSON) -> dict[str, Any]:
     built += [build_worker_pod(cluster, g, CTX) for g in cluster.spec.worker_group_specs]
     service = build_head_service(cluster, CTX)
     if cluster.spec.enable_in_tree_autoscaling:
-        autoscaler_rbac(cluster, "fuzz")
+        autoscaler_rbac(cluster, "fuzz", CTX.autoscaler_cluster_role)
     views = [pods.view(as_created(p, status)) for p in built]
     intent = intent_of(cluster)
     plan_pods(intent, views)

@@ -27,7 +27,13 @@ from typing import Any
 
 import httpx
 
-from raykube.adapters.dashboard import APPS_PATH, PROXY_HEALTH_PATH, DashboardClient, Retry
+from raykube.adapters.dashboard import (
+    APPS_PATH,
+    PROXY_HEALTH_PATH,
+    TOKEN_HEADER,
+    DashboardClient,
+    Retry,
+)
 
 JSON = dict[str, Any]
 
@@ -53,6 +59,8 @@ class HeadState:
     submitted: list[JSON] = field(default_factory=list)
     #: Requests by ``"METHOD path"``.
     requests: Counter[str] = field(default_factory=Counter)
+    #: The token header of every request ("" when none was sent).
+    tokens: list[str] = field(default_factory=list)
 
     def set_status(self, status: str, message: str = "") -> None:
         """Every application (and its deployments) now reports ``status``."""
@@ -104,6 +112,7 @@ class FakeServe:
         head = self._head_of(request.url)
         path = request.url.path
         head.requests[f"{request.method} {path}"] += 1
+        head.tokens.append(request.headers.get(TOKEN_HEADER, ""))
         if not head.reachable:
             raise httpx.ConnectError("connection refused (FakeServe)", request=request)
         if path == PROXY_HEALTH_PATH and request.method == "GET":

@@ -217,6 +217,22 @@ class FakeKube:
             return new
         return self._store(res, old, new)
 
+    async def create_object(self, obj: JSON, *, dry_run: bool = False) -> JSON:
+        res = BY_KIND[obj["kind"]]
+        meta = obj["metadata"]
+        ns, name = meta.get("namespace"), meta["name"]
+        if dry_run:
+            self._count("create-dry-run", res, ns, name)
+            if (res.kind, ns or "", name) in self.objects:
+                raise ApiError(409, "AlreadyExists", f'{res.plural} "{name}" already exists')
+            return self._created(res, ns, copy.deepcopy(obj), keep_status=False, number=0)
+        self._count("create", res, ns, name)
+        return self._insert(res, ns, copy.deepcopy(obj), keep_status=False)
+
+    async def get_object(self, obj: JSON) -> JSON | None:
+        meta = obj["metadata"]
+        return await self.get(BY_KIND[obj["kind"]], meta.get("namespace"), meta["name"])
+
     async def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
         name = body.get("metadata", {}).get("name", "")
         self._count("create", res, namespace, name)

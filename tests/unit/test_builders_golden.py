@@ -49,7 +49,7 @@ def _built(doc: dict[str, Any]) -> dict[str, Any]:
         },
     }
     if cluster.spec.enable_in_tree_autoscaling:
-        out["autoscalerRBAC"] = autoscaler_rbac(cluster, "raykube")
+        out["autoscalerRBAC"] = autoscaler_rbac(cluster, "raykube", ctx.autoscaler_cluster_role)
     return out
 
 

@@ -70,9 +70,11 @@ async def test_a_first_pass_creates_the_head_service_and_pods(
         "serviceName": service["metadata"]["name"],
     }
     assert status["desiredWorkerReplicas"] == group["replicas"]
-    # Templates are judged by a dry run before anything is created, then applied.
-    assert h.kube.requests["apply-dry-run"] == 2
-    assert h.kube.requests["apply"] == 1 + 1 + group["replicas"]
+    # Templates are judged by a dry run before anything is created; everything
+    # is created (POST: nothing of that name is taken over), nothing applied.
+    assert h.kube.requests["create-dry-run"] == 2
+    assert h.kube.requests["create"] == 1 + 1 + group["replicas"]
+    assert h.kube.requests["apply"] == 0
     assert h.kube.requests["get"] == 0  # the cluster came from the watch cache
     await h.events_posted()
     assert sorted(e.reason for e in h.kube.events) == ["CreatedHeadPod", "CreatedWorkerPod"]
@@ -135,7 +137,7 @@ async def test_scaling_creates_and_deletes_the_right_pods(
     await h.cluster_pass(name)
     assert [r.name for r in h.kube.log if r.verb == "delete"] == [first]
     assert first not in names(workers(h, name)) and len(workers(h, name)) == 1
-    assert h.kube.requests["apply"] == 0  # nothing replaced what was asked to go
+    assert h.kube.requests["create"] == 0  # nothing replaced what was asked to go
     await h.events_posted()
     deleted = [e.message for e in h.kube.events if e.reason == "DeletedWorkerPod"]
     assert len(deleted) == 2 and first in deleted[1]
@@ -177,5 +179,5 @@ async def test_a_deleted_pod_is_replaced_once(harness: Harness, manifests: Path)
     h.kube.reset_counts()
     await h.cluster_pass(name)
     await h.cluster_pass(name)  # the new pod is in the cache by now: no second one
-    assert h.kube.requests["apply"] == 1
+    assert h.kube.requests["create"] == 1
     assert len(workers(h, name)) == 1 and worker not in names(workers(h, name))

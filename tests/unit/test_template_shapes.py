@@ -97,7 +97,8 @@ def test_template_metadata_must_be_string_maps(metadata: Any, expected: str) -> 
         ({"spec": ["a"]}, "headService: spec: must be a mapping"),
         ({"spec": {"ports": {"port": 80}}}, "headService: spec.ports: must be a list"),
         ({"spec": {"ports": [{"port": "80"}]}}, "spec.ports[0].port: must be an integer"),
-        ({"spec": {"type": 1}}, "headService: spec.type: must be a string"),
+        ({"spec": {"type": 1}}, "headService: spec.type: must be one of ClusterIP"),
+        ({"spec": {"type": "ExternalName"}}, "headService: spec.type: ExternalName is refused"),
     ],
 )
 def test_head_service_override_must_be_service_shaped(

@@ -39,6 +39,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+The ClusterRole of Ray's autoscaler sidecar. The operator binds it (RoleBinding,
+bind on this name only) in the namespace of each autoscaling RayCluster.
+*/}}
+{{- define "raykube.autoscalerClusterRole" -}}
+{{- printf "%s-ray-autoscaler" (include "raykube.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "raykube.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion (toString .Values.image.tag)) }}
 {{- end }}
@@ -64,6 +72,7 @@ replica. Two replicas without it would both reconcile: refused.
 - --health-port={{ .Values.health.port }}
 - --dashboard-access={{ .Values.dashboardAccess }}
 - --cluster-domain={{ .Values.clusterDomain }}
+- --autoscaler-cluster-role={{ include "raykube.autoscalerClusterRole" . }}
 - --workers={{ .Values.workers }}
 - --resync-seconds={{ .Values.resyncSeconds }}
 {{- range .Values.watchNamespaces }}
@@ -90,6 +99,7 @@ replica. Two replicas without it would both reconcile: refused.
 {{/* The rules bound wherever the operator watches (ClusterRole or per-namespace Role). */}}
 {{- define "raykube.watchedRules" -}}
 {{ include "raykube.rules.operator" . }}
+{{ include "raykube.rules.autoscalerBind" . }}
 {{- if .Values.features.rayServiceAuthSecrets }}
 {{ include "raykube.rules.authSecrets" . }}
 {{- end }}

@@ -23,6 +23,14 @@ opens for a registered handler, or a rule of a Role the operator creates.
   verbs: ["get", "update"]
 {{- end }}
 
+{{- /* binding the autoscaler ClusterRole to each autoscaling RayCluster's ServiceAccount */}}
+{{- define "raykube.rules.autoscalerBind" -}}
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterroles"]
+  resourceNames: [{{ include "raykube.autoscalerClusterRole" . | quote }}]
+  verbs: ["bind"]
+{{- end }}
+
 {{- /* the dashboard token Secret a RayService names (features.rayServiceAuthSecrets) */}}
 {{- define "raykube.rules.authSecrets" -}}
 - apiGroups: [""]
@@ -37,13 +45,13 @@ opens for a registered handler, or a rule of a Role the operator creates.
   verbs: ["create"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["create", "delete", "get", "list", "patch", "watch"]
+  verbs: ["create", "delete", "list", "patch", "watch"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "get", "patch"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["create", "delete", "list", "patch", "watch"]
+  verbs: ["create", "delete", "get", "list", "patch", "watch"]
 - apiGroups: ["ray.io"]
   resources: ["rayclusters"]
   verbs: ["create", "delete", "get", "list", "patch", "watch"]
@@ -64,8 +72,15 @@ opens for a registered handler, or a rule of a Role the operator creates.
   verbs: ["patch"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["rolebindings"]
-  verbs: ["create", "patch"]
-- apiGroups: ["rbac.authorization.k8s.io"]
-  resources: ["roles"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "get", "patch"]
+{{- end }}
+
+{{- /* Ray's autoscaler (a ClusterRole, granted to nobody but by the operator's RoleBindings) */}}
+{{- define "raykube.rules.autoscaler" -}}
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["ray.io"]
+  resources: ["rayclusters"]
+  verbs: ["get", "patch"]
 {{- end }}

@@ -191,7 +191,9 @@ class Kube:
             raise
 
     async def apply(self, obj: JSON, *, dry_run: bool = False) -> JSON:
-        """Server-side apply; the object must carry apiVersion, kind and name."""
+        """Server-side apply, forcing our fields; the object must carry apiVersion,
+        kind and name. Only for objects the operator controls (the callers check
+        the controller reference first): a forced apply would adopt anything."""
         res = BY_KIND[obj["kind"]]
         meta = obj["metadata"]
         query = {"fieldManager": self.field_manager, "force": "true"}
@@ -204,6 +206,22 @@ class Kube:
             body=obj,
             content_type="application/apply-patch+yaml",
         )
+
+    async def create_object(self, obj: JSON, *, dry_run: bool = False) -> JSON:
+        """POST ``obj`` (its kind names the resource); ``ApiError.conflict`` when an
+        object of that name exists, whoever made it: creating never takes over."""
+        res = BY_KIND[obj["kind"]]
+        query = {"fieldManager": self.field_manager}
+        if dry_run:
+            query["dryRun"] = "All"
+        return await self._call(
+            "POST", res.path(obj["metadata"].get("namespace")), query=query, body=obj
+        )
+
+    async def get_object(self, obj: JSON) -> JSON | None:
+        """The live object of ``obj``'s kind, namespace and name, or None."""
+        meta = obj["metadata"]
+        return await self.get(BY_KIND[obj["kind"]], meta.get("namespace"), meta["name"])
 
     async def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
         """POST a new object; fails with ``ApiError.conflict`` when it exists already."""

@@ -57,6 +57,18 @@ def autoscaler_container(cluster: RayCluster) -> dict[str, Any]:
     return container
 
 
+#: What Ray's autoscaler does with the API: read pods, patch the RayCluster's
+#: replicas and workersToDelete. Installed once as a ClusterRole (the chart's
+#: ``<release>-ray-autoscaler``, rendered from this literal by ``raykube.rbac``)
+#: that each autoscaling cluster's RoleBinding grants in its own namespace: the
+#: operator then needs only ``bind`` on that one ClusterRole, neither Role
+#: creation nor the autoscaler's rights of its own.
+AUTOSCALER_RULES: list[dict[str, list[str]]] = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["ray.io"], "resources": ["rayclusters"], "verbs": ["get", "patch"]},
+]
+
+
 def _meta(cluster: RayCluster, created_by: str) -> dict[str, Any]:
     return {
         "name": labels.autoscaler_account_name(cluster.metadata.name),
@@ -66,32 +78,34 @@ def _meta(cluster: RayCluster, created_by: str) -> dict[str, Any]:
     }
 
 
-def autoscaler_rbac(cluster: RayCluster, created_by: str) -> list[dict[str, Any]]:
-    """ServiceAccount, Role and RoleBinding named after the cluster."""
+def head_service_account(cluster: RayCluster) -> str | None:
+    """The head pod template's own ServiceAccount, if it names one."""
+    name = cluster.spec.head_group_spec.pod_spec().get("serviceAccountName")
+    return name if isinstance(name, str) and name else None
+
+
+def autoscaler_rbac(
+    cluster: RayCluster, created_by: str, cluster_role: str
+) -> list[dict[str, Any]]:
+    """A ServiceAccount (unless the head names its own) and a RoleBinding of the
+    autoscaler ClusterRole to it, both named ``<cluster>-ray-autoscaler``: a name
+    of their own, so no ServiceAccount a cluster happens to share a name with
+    (``default``) is taken over."""
     meta = _meta(cluster, created_by)
-    name = meta["name"]
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": meta,
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["pods"],
-                    "verbs": ["get", "list", "watch", "patch"],
-                },
-                {"apiGroups": ["ray.io"], "resources": ["rayclusters"], "verbs": ["get", "patch"]},
-            ],
+    own = head_service_account(cluster)
+    subject = own or meta["name"]
+    account = [] if own else [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}]
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": meta,
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": cluster_role,
         },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [
-                {"kind": "ServiceAccount", "name": name, "namespace": cluster.metadata.namespace}
-            ],
-        },
-    ]
+        "subjects": [
+            {"kind": "ServiceAccount", "name": subject, "namespace": cluster.metadata.namespace}
+        ],
+    }
+    return [*account, binding]

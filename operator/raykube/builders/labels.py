@@ -35,7 +35,9 @@ def worker_pod_prefix(cluster: str, group: str) -> str:
 
 
 def autoscaler_account_name(cluster: str) -> str:
-    return cluster
+    """The autoscaler's ServiceAccount and RoleBinding (not the cluster's bare
+    name, which may be a ServiceAccount of the namespace's own: ``default``)."""
+    return f"{cluster}-ray-autoscaler"
 
 
 def pod_labels(cluster: str, node_type: NodeType, group: str, created_by: str) -> dict[str, str]:
@@ -92,6 +94,11 @@ LAST_GOOD_SERVE_CONFIG = ANNOTATION_PREFIX + "last-good-serve-config"
 LAST_GOOD_SERVE_CONFIG_KEY = "serveConfigV2"
 #: On a RayService: replacements of unhealthy clusters, for back-off.
 REPLACEMENTS = ANNOTATION_PREFIX + "unhealthy-replacements"
+#: On a Secret that ``authOptions.secretName`` names: the owner's consent
+#: ("true") that the operator reads its ``auth_token`` and sends it to the
+#: cluster's head. Without it any RayService author could have the operator
+#: read any Secret of the namespace and hand its token to a head they control.
+AUTH_SECRET_OPT_IN = ANNOTATION_PREFIX + "auth-token"
 #: On a Service a RayService owns: hash of what was applied.
 SPEC_HASH = ANNOTATION_PREFIX + "spec-hash"
 #: On a RayCluster, honoured only with --dashboard-url-annotations (tests,

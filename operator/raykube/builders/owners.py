@@ -25,12 +25,19 @@ def owner_reference(api_version: str, kind: str, name: str, uid: str | None) -> 
     }
 
 
+def controller_uid(meta: Mapping[str, Any]) -> str:
+    """The UID of the controller named in ``meta``'s owner references, or ""."""
+    refs = meta.get("ownerReferences") or []
+    for ref in refs if isinstance(refs, list) else []:
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            return str(ref.get("uid") or "")
+    return ""
+
+
 def owned_by(child: Mapping[str, Any], uid: str | None) -> bool:
-    """True when ``child`` names ``uid`` among its owner references."""
-    if not uid:
-        return False
-    refs = (child.get("metadata") or {}).get("ownerReferences") or []
-    return any(isinstance(r, Mapping) and r.get("uid") == uid for r in refs)
+    """True when ``child``'s controller reference names ``uid``: the only
+    objects the operator changes or deletes."""
+    return bool(uid) and controller_uid(child.get("metadata") or {}) == uid
 
 
 def of_raycluster(cluster: RayCluster) -> dict[str, Any]:

@@ -39,6 +39,8 @@ class BuildContext:
 
     created_by: str = "raykube"
     cluster_domain: str = "cluster.local"
+    #: The ClusterRole an autoscaling cluster's RoleBinding grants its autoscaler.
+    autoscaler_cluster_role: str = "raykube-ray-autoscaler"
     #: Workers of a RayService are ready only when their Serve proxy is.
     serve_readiness: bool = False
 

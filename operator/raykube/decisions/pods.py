@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from raykube.builders import labels
+from raykube.builders import labels, owners
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class PodView:
     backing_off: bool = False
     #: Since when the pod is Ready ("" when it is not).
     ready_since: str = ""
+    #: The UID of the pod's controller (its RayCluster).
+    owner_uid: str = ""
 
     @property
     def running(self) -> bool:
@@ -103,4 +105,5 @@ def view(pod: Mapping[str, Any]) -> PodView:
         ray_started=started,
         backing_off=backing_off,
         ready_since=_ready_since(status),
+        owner_uid=owners.controller_uid(meta),
     )

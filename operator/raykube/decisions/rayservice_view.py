@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from raykube.builders import labels
+from raykube.builders import labels, owners
 from raykube.timefmt import format_time, parse_time
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -150,14 +150,6 @@ def _scaling(text: str | None) -> dict[str, list[int]]:
     return out
 
 
-def _controller_uid(meta: Mapping[str, Any]) -> str:
-    refs = meta.get("ownerReferences") or []
-    for ref in refs:
-        if isinstance(ref, Mapping) and ref.get("controller") and ref.get("kind") == "RayService":
-            return str(ref.get("uid") or "")
-    return ""
-
-
 def _from_notes(notes: Mapping[str, str]) -> dict[str, Any]:
     """The view's fields that our annotations on the cluster carry."""
     return {
@@ -181,7 +173,7 @@ def cluster_view(body: Mapping[str, Any]) -> ClusterView:
     return ClusterView(
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
-        owner_uid=_controller_uid(meta),
+        owner_uid=owners.controller_uid(meta),
         created=parse_time(meta.get("creationTimestamp")) or EPOCH,
         terminating=bool(meta.get("deletionTimestamp")),
         groups=_groups(spec),

@@ -17,12 +17,13 @@ from pydantic import ValidationError
 
 from raykube import metrics
 from raykube.adapters.kube import PODS, RAYCLUSTERS, ApiError
-from raykube.builders import hashing
+from raykube.builders import hashing, labels, owners
 from raykube.builders.autoscaler import autoscaler_rbac
 from raykube.builders.pods import BuildContext, build_head_pod, build_worker_pod
 from raykube.builders.services import build_head_service
 from raykube.decisions import cluster_status, pods
 from raykube.decisions.scaling import PodPlan, intent_of, plan_pods
+from raykube.handlers.children import ensure_owned
 from raykube.handlers.kit import Controller
 from raykube.handlers.runtime import Runtime
 from raykube.handlers.workqueue import Key, WorkQueue
@@ -68,6 +69,7 @@ def build_context(rt: Runtime, obj: dict[str, Any]) -> BuildContext:
     return BuildContext(
         created_by=rt.settings.operator_name,
         cluster_domain=rt.settings.cluster_domain,
+        autoscaler_cluster_role=rt.settings.autoscaler_cluster_role,
         serve_readiness=owned_by_service,
     )
 
@@ -91,10 +93,20 @@ async def _reconcile(ctl: Controller, key: Key) -> float | None:
         return None
     ctx = build_context(rt, obj)
     if cluster.spec.enable_in_tree_autoscaling:
-        await ensure_autoscaler_rbac(ctl, key, cluster)
-    head_service = await ensure_head_service(rt, key, cluster, ctx)
-    failure = await ensure_pods(ctl, key, obj, cluster, ctx)
-    observed = cluster_status.Observed(rt.pods_of(key), head_service, failure)
+        await ensure_autoscaler_rbac(ctl, key, obj, cluster, ctx)
+    head_service = await ensure_head_service(ctl, key, obj, cluster, ctx)
+    if head_service is None:
+        # Workers would join whatever someone else's Service of that name selects.
+        failure: tuple[str, str] | None = (
+            "FailedCreateHeadService",
+            f"Service {key[0]}/{labels.head_service_name(key[1])} exists and is not "
+            "controlled by this RayCluster; no pod is created until it is removed",
+        )
+    else:
+        failure = await ensure_pods(ctl, key, obj, cluster, ctx)
+    observed = cluster_status.Observed(
+        rt.pods_of(key, obj["metadata"].get("uid", "")), head_service, failure
+    )
     status = cluster_status.compute_status(cluster, intent_of(cluster), observed, now_iso())
     if await ctl.write_status(RAYCLUSTERS, key, obj, status):
         state = status.get("state") or ("failed" if failure else "provisioning")
@@ -114,25 +126,30 @@ async def _report_invalid(ctl: Controller, key: Key, obj: dict[str, Any], messag
     ctl.summarise(key, [("state", "failed")])
 
 
-async def ensure_autoscaler_rbac(ctl: Controller, key: Key, cluster: RayCluster) -> None:
-    items = autoscaler_rbac(cluster, ctl.rt.settings.operator_name)
+async def ensure_autoscaler_rbac(
+    ctl: Controller, key: Key, obj: dict[str, Any], cluster: RayCluster, ctx: BuildContext
+) -> None:
+    items = autoscaler_rbac(cluster, ctx.created_by, ctx.autoscaler_cluster_role)
     fingerprint = hashing.digest(items)
     record = ctl.seen(key)
     if record.applied.get("rbac") == fingerprint:
         return
-    for item in items:
-        await ctl.rt.kube.apply(item)
-    record.applied["rbac"] = fingerprint
+    # Not watched, so each is read once per process and content.
+    written = [await ensure_owned(ctl, key, obj, item) for item in items]
+    if all(w is not None for w in written):
+        record.applied["rbac"] = fingerprint
 
 
 async def ensure_head_service(
-    rt: Runtime, key: Key, cluster: RayCluster, ctx: BuildContext
-) -> Mapping[str, Any]:
+    ctl: Controller, key: Key, obj: dict[str, Any], cluster: RayCluster, ctx: BuildContext
+) -> Mapping[str, Any] | None:
+    """The head Service as written; None when someone else's Service has its name."""
     desired = hashing.stamped(build_head_service(cluster, ctx))
-    live = rt.head_service_of(key, desired["metadata"]["name"])
-    if live is not None and hashing.unchanged(desired, live):
+    live = ctl.rt.head_service_of(key, desired["metadata"]["name"])
+    ours = live is not None and owners.owned_by(live, obj["metadata"].get("uid"))
+    if ours and live is not None and hashing.unchanged(desired, live):
         return live
-    return await rt.kube.apply(desired)
+    return await ensure_owned(ctl, key, obj, desired, live)
 
 
 def _templates(cluster: RayCluster) -> list[Any]:
@@ -155,14 +172,17 @@ async def _dry_run_templates(
     ]
     for reason, pod in candidates:
         try:
-            await rt.kube.apply(pod, dry_run=True)
+            await rt.kube.create_object(pod, dry_run=True)
         except ApiError as err:
             if err.invalid:
                 return (
                     reason,
                     f"pod {pod['metadata']['name']} rejected by the API server: {err.message}",
                 )
-            raise
+            # A pod of that name exists: the server judged the template valid
+            # before it looked for the name.
+            if not err.conflict:
+                raise
     return None
 
 
@@ -171,7 +191,7 @@ async def ensure_pods(
 ) -> tuple[str, str] | None:
     """Create and delete pods per the plan; return a creation failure, if any."""
     rt = ctl.rt
-    plan = plan_pods(intent_of(cluster), rt.pods_of(key))
+    plan = plan_pods(intent_of(cluster), rt.pods_of(key, obj["metadata"].get("uid", "")))
     if plan.empty:
         return None
     if plan.create_head or plan.create_workers:
@@ -208,7 +228,7 @@ async def _create(
         else ("CreatedWorkerPod", "FailedCreateWorkerPod")
     )
     try:
-        created = await ctl.rt.kube.apply(pod)
+        created = await ctl.rt.kube.create_object(pod)
     except ApiError as err:
         if err.invalid or err.forbidden:
             message = f"Failed to create pod {key[0]}/{pod['metadata']['name']}: {err.message}"

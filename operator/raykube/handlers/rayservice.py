@@ -55,6 +55,7 @@ from raykube.decisions.rayservice_status import (
 )
 from raykube.decisions.rayservice_upgrade import CreateReason, DeleteReason, UpgradeState
 from raykube.decisions.rayservice_view import UNREACHABLE, ClusterView, ServeSnapshot, cluster_view
+from raykube.handlers.children import ensure_owned
 from raykube.handlers.kit import Controller
 from raykube.handlers.rayservice_observe import (
     Pass,
@@ -189,7 +190,7 @@ async def ensure_new_cluster(p: Pass, obs: Observed, plan: Plan) -> None:
     if reason is None:
         return
     name = labels.rayservice_cluster_name(p.rs.metadata.name, random_suffix())
-    created = await p.rt.kube.apply(build_cluster(p.rs, name, obs.goal_hash))
+    created = await p.rt.kube.create_object(build_cluster(p.rs, name, obs.goal_hash))
     p.created = cluster_view(created)
     why = reason.why
     if plan.verdict is not None and reason == CreateReason.UNHEALTHY:
@@ -246,8 +247,9 @@ async def ensure_services(p: Pass, obs: Observed, plan: Plan) -> None:
     ]
     for svc in wanted:
         have = p.sc.stable_service(p.key, svc["metadata"]["name"])
-        if hashing.stamp_of(have) != hashing.stamp_of(svc):
-            await p.rt.kube.apply(svc)
+        ours = have is not None and owners.owned_by(have, p.rs.metadata.uid)
+        if not ours or hashing.stamp_of(have) != hashing.stamp_of(svc):
+            await ensure_owned(p.sc.ctl, p.key, p.obj, svc, have)
     if plan.clusters.switch:
         before = obs.roles.active
         names = " and ".join(s["metadata"]["name"] for s in wanted)
@@ -268,7 +270,19 @@ async def _delete_services(p: Pass) -> None:
         labels.rayservice_head_service_name(p.rs.metadata.name),
         labels.serve_service_name(p.rs),
     ]
-    deleted = [name for name in names if await p.rt.kube.delete(SERVICES, ns, name)]
+    # Only ours, and only that incarnation: a Service of the same name that
+    # someone else made is never deleted.
+    owned = [
+        svc
+        for name in names
+        if (svc := p.sc.stable_service(p.key, name)) is not None
+        and owners.owned_by(svc, p.rs.metadata.uid)
+    ]
+    deleted = [
+        svc["name"]
+        for svc in owned
+        if await p.rt.kube.delete(SERVICES, ns, svc["name"], uid=svc.get("uid") or None)
+    ]
     if deleted:
         listed = " and ".join(f"{ns}/{name}" for name in deleted)
         p.event("Normal", "DeletedService", f"Deleted Service {listed}: spec.suspend is true")
@@ -428,7 +442,7 @@ async def ensure_status(p: Pass, obs: Observed, plan: Plan) -> dict[str, Any]:
     def snap(cluster: ClusterView | None) -> ServeSnapshot:
         return obs.serve.get(cluster.name, UNREACHABLE) if cluster else UNREACHABLE
 
-    pods = p.rt.pods_of((p.key[0], active.name)) if active else []
+    pods = p.rt.pods_of((p.key[0], active.name), active.uid) if active else []
     inputs = StatusInputs(
         service=p.rs,
         goal=p.goal,

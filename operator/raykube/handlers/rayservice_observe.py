@@ -112,13 +112,13 @@ async def observe(p: Pass) -> Observed:
     clusters = await _owned_clusters(p)
     roles = roles_of(rs, clusters, traffic, goal_hash)
     members = [c for c in (roles.active, roles.pending) if c is not None]
-    heads = {c.name: h for c in members if (h := head_pod(rt, ns, c.name)) is not None}
+    heads = {c.name: h for c in members if (h := head_pod(rt, ns, c)) is not None}
     polls = (_poll(p, c, c.name in heads and heads[c.name].ready) for c in members)
     snaps = await asyncio.gather(*polls)
     live = {c.name for c in clusters if not c.terminating}
     gone = bool(traffic) and traffic not in live
     lingering = gone and (
-        any(c.name == traffic for c in clusters) or bool(rt.pods_of((ns, traffic)))
+        any(c.name == traffic for c in clusters) or bool(rt.pods_of((ns, traffic), None))
     )
     notes = rs.metadata.annotations
     return Observed(
@@ -210,8 +210,9 @@ def _as_written(record: ObjectState, view: ClusterView) -> ClusterView:
     return with_notes(view, written)
 
 
-def head_pod(rt: Runtime, ns: str, cluster: str) -> PodView | None:
-    heads = [p for p in rt.pods_of((ns, cluster)) if p.node_type == "head" and not p.terminating]
+def head_pod(rt: Runtime, ns: str, cluster: ClusterView) -> PodView | None:
+    pods = rt.pods_of((ns, cluster.name), cluster.uid)
+    heads = [p for p in pods if p.node_type == "head" and not p.terminating]
     return heads[0] if heads else None
 
 
@@ -234,7 +235,18 @@ async def token(p: Pass) -> str:
     if auth is None or auth.mode == "disabled" or not auth.secret_name:
         return ""
     secret = await p.rt.kube.get(SECRETS, p.key[0], auth.secret_name)
-    raw = ((secret or {}).get("data") or {}).get("auth_token", "")
+    if secret is None:
+        return ""
+    if ((secret.get("metadata") or {}).get("labels") or {}).get(
+        labels.AUTH_SECRET_OPT_IN
+    ) != "true":
+        message = (
+            f"Secret {p.key[0]}/{auth.secret_name} is not labelled "
+            f"{labels.AUTH_SECRET_OPT_IN}=true; its auth_token is not used"
+        )
+        p.sc.ctl.warn_once(p.key, p.obj, "AuthSecretNotOptedIn", message)
+        return ""
+    raw = (secret.get("data") or {}).get("auth_token", "")
     try:
         return base64.b64decode(raw, validate=True).decode() if isinstance(raw, str) else ""
     except (binascii.Error, UnicodeDecodeError):

@@ -54,7 +54,11 @@ def ray_services(
 ) -> dict[Key, Any]:
     meta = body["metadata"]
     slim = {
-        "metadata": {"name": meta["name"], "annotations": dict(meta.get("annotations", {}))},
+        "metadata": {
+            "name": meta["name"],
+            "annotations": dict(meta.get("annotations", {})),
+            "ownerReferences": list(meta.get("ownerReferences") or []),
+        },
         "spec": dict(body.get("spec", {})),
     }
     return {(namespace or "", labels[ray_labels.CLUSTER]): slim}
@@ -85,7 +89,11 @@ def rayservice_services(
     meta = body["metadata"]
     slim = {
         "name": meta["name"],
-        "metadata": {"annotations": dict(meta.get("annotations") or {})},
+        "uid": meta.get("uid", ""),
+        "metadata": {
+            "annotations": dict(meta.get("annotations") or {}),
+            "ownerReferences": list(meta.get("ownerReferences") or []),
+        },
         "selector": dict((body.get("spec") or {}).get("selector") or {}),
     }
     return {(namespace or "", owner): slim}

@@ -94,8 +94,13 @@ class Runtime:
     _events: asyncio.Queue[tuple[Mapping[str, Any], str, str, str]] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def pods_of(self, key: Key) -> list[PodView]:
+    def pods_of(self, key: Key, owner: str | None) -> list[PodView]:
+        """The pods labelled for cluster ``key``; with ``owner`` only those whose
+        controller is that UID (any other pod is never counted, changed or
+        deleted: a label is anyone's to set)."""
         observed = list(self.pods[key]) if key in self.pods else []
+        if owner is not None:
+            observed = [p for p in observed if owner and p.owner_uid == owner]
         return self.expectations.apply(key, observed)
 
     def emit(self, obj: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:

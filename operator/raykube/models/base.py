@@ -124,11 +124,42 @@ OpenObject = Annotated[
     dict[str, Any],
     WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
 ]
-"""A Kubernetes object kept verbatim (a Service, an EnvVar, ...).
+"""A Kubernetes object kept verbatim (an EnvVar, an Ingress, ...).
 
 The API server stores it without pruning; its own validation happens when
 the operator creates the real object from it.
 """
+
+#: The Service types the operator creates. ExternalName is refused: a head
+#: Service of that type would be a DNS alias of any host, and the operator
+#: sends its dashboard calls (and a RayService's token) to the head Service.
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+
+ServiceObject = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "description": "The Service's spec, merged into the generated one.",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                    "properties": {
+                        "type": {
+                            "type": "string",
+                            "description": "ClusterIP, NodePort or LoadBalancer.",
+                            "enum": list(SERVICE_TYPES),
+                        }
+                    },
+                }
+            },
+        }
+    ),
+]
+"""A Service merged into one the operator builds; kept verbatim but for its
+``spec.type``, which the API server checks against ``SERVICE_TYPES``."""
 
 StringMap = dict[str, str]
 

@@ -19,6 +19,7 @@ from raykube.models.base import (
     Int32,
     KubeModel,
     OpenObject,
+    ServiceObject,
     StringMap,
     cel,
     schema_default,
@@ -32,10 +33,11 @@ LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
 
 class ServiceType(StrEnum):
+    """``SERVICE_TYPES``: no ExternalName (see there)."""
+
     CLUSTER_IP = "ClusterIP"
     NODE_PORT = "NodePort"
     LOAD_BALANCER = "LoadBalancer"
-    EXTERNAL_NAME = "ExternalName"
 
 
 class PullPolicy(StrEnum):
@@ -239,11 +241,15 @@ class HeadGroupSpec(TemplatedGroup):
         ),
     )
     service_type: ServiceType | None = Field(
-        None, description="Type of the head Service (default ClusterIP)."
-    )
-    head_service: OpenObject | None = Field(
         None,
-        description="A Kubernetes Service merged into the generated head Service.",
+        description="Type of the head Service (default ClusterIP; ExternalName is refused).",
+    )
+    head_service: ServiceObject | None = Field(
+        None,
+        description=(
+            "A Kubernetes Service merged into the generated head Service (spec.type "
+            "ExternalName is refused)."
+        ),
     )
     enable_ingress: bool | None = Field(
         None, description="Create an Ingress for the head's dashboard."

@@ -14,8 +14,8 @@ from raykube.models.base import (
     Int64,
     KindInfo,
     KubeModel,
-    OpenObject,
     PrinterColumn,
+    ServiceObject,
     Time,
     cel,
     schema_default,
@@ -143,11 +143,12 @@ class RayServiceSpec(KubeModel):
         ),
         json_schema_extra=schema_default(DEFAULT_DEPLOYMENT_UNHEALTHY_SECONDS),
     )
-    serve_service: OpenObject | None = Field(
+    serve_service: ServiceObject | None = Field(
         None,
         description=(
             "A Kubernetes Service merged into the generated <name>-serve-svc (name, labels, "
-            "annotations, type, ports)."
+            "annotations, type, ports); it is created only if no Service of that name exists "
+            "that this RayService does not control. spec.type ExternalName is refused."
         ),
     )
     exclude_head_pod_from_serve_svc: bool | None = Field(

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic_core import PydanticCustomError
 
 from raykube.models import quantity
+from raykube.models.base import SERVICE_TYPES
 
 Check = Callable[[str, Any], str | None]
 
@@ -144,8 +145,16 @@ def _service_port(path: str, value: Any) -> str | None:
     return number or _fields(path, value, {"name": _string, "protocol": _string})
 
 
+def _service_type(path: str, value: Any) -> str | None:
+    if value in SERVICE_TYPES:
+        return None
+    if value == "ExternalName":
+        return f"{path}: ExternalName is refused (the operator would follow its DNS name)"
+    return f"{path}: must be one of {', '.join(SERVICE_TYPES)}"
+
+
 SERVICE_SPEC: dict[str, Check] = {
-    "type": _string,
+    "type": _service_type,
     "ports": lambda p, v: _each(p, v, _service_port),
 }
 

@@ -7,8 +7,9 @@ Three sources, nothing else:
 * what kopf needs for each handler registered in ``handlers/registration``:
   list and watch of the resource (plus patch for the change-detecting
   handlers, whose progress kopf stores on the object);
-* the rules of the Roles the operator creates (the autoscaler's), which
-  the API server lets only a holder of those rules create.
+* what creating RBAC objects takes: the rules of a Role the operator
+  creates, and ``bind`` on the ClusterRole a RoleBinding of its grants
+  (the autoscaler's, whose rules are rendered too, as the chart installs it).
 
 The rules are written to the Helm chart as named templates, one per rule
 set, in ``charts/raykube/templates/_rules.tpl``; the chart decides where each
@@ -27,6 +28,7 @@ from typing import Any
 import kopf
 
 from raykube.adapters import kube
+from raykube.builders.autoscaler import AUTOSCALER_RULES
 from raykube.handlers import registration  # registers the handlers kopf_uses() reads
 from raykube.rbac import scan
 from raykube.rbac.scan import Scanner, Unresolved, Use, load
@@ -61,6 +63,12 @@ RULE_SETS = (
         "Ray dashboards through the API server's service proxy "
         '(dashboardAccess: "apiserver-proxy")',
         frozenset({("", "services/proxy")}),
+    ),
+    RuleSet(
+        "autoscalerBind",
+        "binding the autoscaler ClusterRole to each autoscaling RayCluster's ServiceAccount",
+        frozenset({("rbac.authorization.k8s.io", "clusterroles")}),
+        names='{{ include "raykube.autoscalerClusterRole" . | quote }}',
     ),
     RuleSet(
         "authSecrets",
@@ -158,11 +166,21 @@ def render(found: Iterable[Use] | None = None) -> str:
     text = HEADER
     for rule_set in RULE_SETS:
         body = _rules_of(rule_set, sets[rule_set.name])
-        text += f"\n{{{{- /* {rule_set.about} */}}}}\n"
-        text += f'{{{{- define "raykube.rules.{rule_set.name}" -}}}}\n'
-        text += body or "[]\n"
-        text += "{{- end }}\n"
-    return text
+        text += _define(rule_set.name, rule_set.about, body)
+    autoscaler = "".join(
+        _rule(group, resource, rule["verbs"])
+        for rule in AUTOSCALER_RULES
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    )
+    about = "Ray's autoscaler (a ClusterRole, granted to nobody but by the operator's RoleBindings)"
+    return text + _define("autoscaler", about, autoscaler)
+
+
+def _define(name: str, about: str, body: str) -> str:
+    text = f"\n{{{{- /* {about} */}}}}\n"
+    text += f'{{{{- define "raykube.rules.{name}" -}}}}\n'
+    return text + (body or "[]\n") + "{{- end }}\n"
 
 
 def stale(root: Path) -> bool:

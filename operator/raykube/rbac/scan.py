@@ -46,6 +46,8 @@ METHOD_VERBS: dict[str, tuple[str, ...]] = {
     # Server-side apply is a PATCH; for an object that does not exist yet the
     # API server also authorizes "create", since the patch creates it.
     "apply": ("create", "patch"),
+    "create_object": ("create",),
+    "get_object": ("get",),
     "event": ("create",),
     "proxy": (),  # the verb of the HTTP method argument
 }
@@ -62,7 +64,7 @@ HTTP_VERBS = {
 #: Names the code gives a ``Kube`` (or the ``ProxyTransport`` it implements).
 RECEIVERS = frozenset({"kube", "_kube", "_proxy"})
 #: Methods whose first argument is an object, not a Resource.
-OBJECT_METHODS = frozenset({"apply"})
+OBJECT_METHODS = frozenset({"apply", "create_object", "get_object"})
 FIXED_RESOURCES = {"event": kube.EVENTS, "proxy": kube.SERVICES}
 FIXED_SUBRESOURCES = {"proxy": "proxy"}
 MAX_DEPTH = 6
@@ -188,9 +190,19 @@ class Scanner:
                 yield Use(res.group, f"{res.plural}/finalizers", "update", where)
 
     def _delegated(self, module: Module) -> Iterator[Use]:
-        """Rules of the Roles the operator creates (the autoscaler's): the API
-        server lets a Role be created only by someone who holds its rules."""
+        """What creating RBAC objects takes beyond ``create``: the rules of a Role
+        the operator creates (the API server lets only a holder of those rules
+        create it), and ``bind`` on the ClusterRole a RoleBinding it creates
+        grants (the autoscaler's, named by a setting: see ``rbac.RULE_SETS``)."""
         for node in ast.walk(module.tree):
+            if self._object_kind(module, node) == "RoleBinding":
+                assert isinstance(node, ast.Dict)
+                ref = _str_keys(node).get("roleRef")
+                kind = _str_keys(ref).get("kind") if isinstance(ref, ast.Dict) else None
+                if isinstance(kind, ast.Constant) and kind.value == "ClusterRole":
+                    where = f"{module.rel}:{node.lineno} (RoleBinding of a ClusterRole)"
+                    yield Use("rbac.authorization.k8s.io", "clusterroles", "bind", where)
+                continue
             if self._object_kind(module, node) not in ("Role", "ClusterRole"):
                 continue
             assert isinstance(node, ast.Dict)
