@@ -21,6 +21,10 @@ RAYCLUSTERS_BY_STATE = Gauge("raykube_rayclusters", "RayClusters by state", ["st
 SERVE_SUBMISSIONS = Counter(
     "raykube_serve_config_submissions_total", "serveConfigV2 submissions", ["result"]
 )
+SERVE_ROLLBACKS = Counter(
+    "raykube_serve_config_rollbacks_total",
+    "In-place serve config updates rolled back to the last good config",
+)
 SERVE_SUBMIT_SECONDS = Histogram(
     "raykube_serve_config_submit_duration_seconds", "Serve config PUT latency"
 )

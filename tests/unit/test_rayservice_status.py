@@ -93,7 +93,9 @@ def test_timed_out_upgrade_says_where_traffic_is_and_how_to_retry() -> None:
         inputs(pending=Serving(cluster("rs-p"), UNREACHABLE), state=UpgradeState.TIMED_OUT)
     )
     cond = next(c for c in status["conditions"] if c["type"] == "UpgradeInProgress")
-    assert "traffic stays on rs-a" in cond["message"] and "delete rs-p" in cond["message"]
+    assert "traffic stays on rs-a" in cond["message"]
+    assert "rs-p is deleted after rayClusterDeletionDelaySeconds" in cond["message"]
+    assert "until the spec changes" in cond["message"]
     assert status["pendingServiceStatus"]["rayClusterName"] == "rs-p"
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from raykube.builders import labels
 from raykube.decisions.rayservice import decide, initializing_timeout
 from raykube.decisions.rayservice_upgrade import (
     CreateReason,
@@ -218,7 +219,7 @@ def test_spec_reverted_mid_upgrade_drops_the_pending_cluster() -> None:
     assert plan.clusters.create is None and plan.clusters.state is UpgradeState.STEADY
 
 
-def test_upgrade_past_its_deadline_stops_and_keeps_the_pending_cluster() -> None:
+def test_upgrade_past_its_deadline_stops_and_retires_the_pending_cluster() -> None:
     rs = with_status(service(), active="rs-a", pending="rs-p")
     clusters = [cluster("rs-a", config_hash=OLD), cluster("rs-p", created=T0)]
     serve = {"rs-a": RUNNING, "rs-p": apps("DEPLOY_FAILED", "RUNNING")}
@@ -227,6 +228,83 @@ def test_upgrade_past_its_deadline_stops_and_keeps_the_pending_cluster() -> None
     after = decide(observe(rs, clusters, serve=serve, now=at(1800)))
     assert after.clusters.state is UpgradeState.TIMED_OUT
     assert not after.clusters.delete and after.clusters.create is None and not after.clusters.switch
+    # It holds a second cluster's resources: it goes after the deletion delay.
+    assert [(c.name, t) for c, t in after.clusters.schedule] == [("rs-p", at(1860))]
+    clusters[1] = cluster("rs-p", created=T0, delete_after=at(1860))
+    gone = decide(observe(rs, clusters, serve=serve, now=at(1860)))
+    assert names(gone.clusters.delete) == [("rs-p", "DeletionDelayElapsed")]
+    assert gone.clusters.create is None
+
+
+def test_a_timed_out_pending_cluster_can_be_kept_for_inspection() -> None:
+    doc = with_status(service(), active="rs-a", pending="rs-p").model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    doc["metadata"]["annotations"] = {labels.KEEP_TIMED_OUT_CLUSTER: "true"}
+    rs = parse_rayservice(doc)
+    clusters = [cluster("rs-a", config_hash=OLD), cluster("rs-p", created=T0)]
+    plan = decide(observe(rs, clusters, now=at(3600), serve={"rs-p": DOWN, "rs-a": RUNNING}))
+    assert plan.clusters.state is UpgradeState.TIMED_OUT
+    assert not plan.clusters.schedule and not plan.clusters.delete
+
+
+def test_after_an_upgrade_timed_out_nothing_is_built_until_the_spec_changes() -> None:
+    doc = with_status(service(), active="rs-a").model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    doc["metadata"]["generation"] = 4
+    doc["status"]["conditions"] = [
+        {
+            "type": "UpgradeInProgress",
+            "status": "False",
+            "reason": "UpgradeTimedOut",
+            "message": "",
+            "observedGeneration": 4,
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }
+    ]
+    plan = decide(observe(parse_rayservice(doc), [cluster("rs-a", config_hash=OLD)]))
+    assert plan.clusters.create is None and plan.clusters.state is UpgradeState.TIMED_OUT
+    doc["metadata"]["generation"] = 5  # the spec changed
+    plan = decide(observe(parse_rayservice(doc), [cluster("rs-a", config_hash=OLD)]))
+    assert plan.clusters.create is CreateReason.CONFIG_CHANGED
+
+
+def test_a_pending_cluster_whose_head_died_is_never_promoted() -> None:
+    rs = with_status(service(), active="rs-a", pending="rs-p")
+    clusters = [cluster("rs-a", config_hash=OLD), cluster("rs-p")]
+    dead = {"rs-a": head("rs-a"), "rs-p": head("rs-p", ready=False)}
+    plan = decide(observe(rs, clusters, heads=dead))
+    assert not plan.clusters.switch and plan.clusters.state is UpgradeState.IN_PROGRESS
+
+
+@pytest.mark.parametrize(
+    "images",
+    [["ray:2", "ray:1", "ray:2"], ["ray:2", "ray:3"], ["ray:2", "ray:1"]],
+    ids=["A-B-A-B", "A-B-C", "A-B-A"],
+)
+def test_spec_changes_mid_upgrade_converge_to_at_most_one_pending_cluster(
+    images: list[str],
+) -> None:
+    """Each change is one pass over what the previous left: at most one pending
+    cluster is ever alive, and a revert to the serving spec builds nothing."""
+    active = cluster("rs-a")  # runs ray:1
+    pending = None
+    for n, image in enumerate(images):
+        rs = with_status(
+            service(image=image), active="rs-a", pending=pending.name if pending else ""
+        )
+        live = [active] + ([pending] if pending else [])
+        plan = decide(observe(rs, live, serve={"rs-a": RUNNING}))
+        deleted = {c.name for c, _ in plan.clusters.delete}
+        survivors = [c for c in live if c.name not in deleted and c.name != "rs-a"]
+        if plan.clusters.create is not None:
+            survivors.append(cluster(f"rs-p{n}", rs, created=at(n)))
+        assert len(survivors) <= 1
+        pending = survivors[0] if survivors else None
+        if image == "ray:1":
+            assert pending is None and plan.clusters.create is None
+    assert (pending is None) == (images[-1] == "ray:1")
 
 
 def test_deadline_is_settable_and_zero_means_none() -> None:

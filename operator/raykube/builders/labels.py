@@ -83,6 +83,17 @@ SERVE_CONFIG_HASH = ANNOTATION_PREFIX + "serve-config-hash"
 SERVE_CONFIG_SUBMITTED_AT = ANNOTATION_PREFIX + "serve-config-submitted-at"
 #: On a RayCluster: hash of a serve config whose applications all ran here.
 SERVE_CONFIG_HEALTHY_HASH = ANNOTATION_PREFIX + "serve-config-healthy-hash"
+#: On a RayCluster rolled back to the last good serve config: the hash of the
+#: config it was rolled back from (never submitted there again), and why.
+SERVE_CONFIG_ROLLED_BACK = ANNOTATION_PREFIX + "serve-config-rolled-back"
+SERVE_CONFIG_ROLLBACK_CAUSE = ANNOTATION_PREFIX + "serve-config-rollback-cause"
+#: On a RayService: "false" turns the automatic rollback of failing in-place
+#: serve config updates off; the window a failure is given first (a duration).
+AUTO_ROLLBACK = ANNOTATION_PREFIX + "auto-rollback"
+AUTO_ROLLBACK_AFTER = ANNOTATION_PREFIX + "auto-rollback-after"
+#: On a RayService: "true" keeps a pending cluster that missed the upgrade
+#: deadline for inspection, instead of deleting it after the deletion delay.
+KEEP_TIMED_OUT_CLUSTER = ANNOTATION_PREFIX + "keep-timed-out-cluster"
 #: On a RayCluster: since when its dashboard or applications are unhealthy.
 SERVE_HEALTH = ANNOTATION_PREFIX + "serve-health"
 #: On a RayCluster that no longer serves: when it is deleted.

@@ -20,7 +20,12 @@ from raykube.decisions import rayservice_health as health
 from raykube.decisions.durations import parse_seconds
 from raykube.decisions.pods import PodView
 from raykube.decisions.rayservice_config import ServeGoal
-from raykube.decisions.rayservice_status import INITIALIZING_TIMEOUT_REASON
+from raykube.decisions.rayservice_rollback import Rollback, plan_rollback
+from raykube.decisions.rayservice_status import (
+    INITIALIZING_TIMEOUT_REASON,
+    UPGRADE_IN_PROGRESS,
+    UPGRADE_TIMED_OUT_REASON,
+)
 from raykube.decisions.rayservice_upgrade import (
     ClusterInputs,
     ClusterPlan,
@@ -96,6 +101,8 @@ class Plan:
     #: Head pods whose ray.io/serve label must change, to the given value.
     serve_labels: list[tuple[PodView, bool]] = field(default_factory=list)
     last_good: str | None = None
+    #: The serving cluster goes back to the last good serve config.
+    rollback: Rollback | None = None
     replacements: health.Replacements | None = None
     verdict: health.Verdict | None = None
 
@@ -142,6 +149,8 @@ def submission(obs: Observed, cluster: ClusterView) -> SubmitReason | None:
         return None
     if obs.rejected.get(cluster.name) == goal.hash:
         return None  # Ray refused this very config here; wait for a new one
+    if cluster.rolled_back == goal.hash:
+        return None  # it failed here and was rolled back; wait for a new one
     if cluster.serve_hash != goal.hash:
         return SubmitReason.CHANGED if cluster.serve_hash else SubmitReason.FIRST
     submitted = cluster.serve_submitted_at
@@ -149,6 +158,16 @@ def submission(obs: Observed, cluster: ClusterView) -> SubmitReason | None:
     if goal.app_names and not snap.apps and settled:
         return SubmitReason.HEAD_LOST_APPS
     return None
+
+
+def being_replaced(obs: Observed) -> bool:
+    """The serving cluster is on its way out (a new cluster is or will be built):
+    a new serve config goes to the new cluster only, and the old one keeps
+    serving what it has until it is deleted."""
+    active = obs.roles.active
+    if active is None or obs.service.spec.upgrade_strategy.type == RayServiceUpgradeType.NONE:
+        return False
+    return obs.roles.pending is not None or active.config_hash != obs.goal_hash
 
 
 def _members(roles: Roles) -> list[ClusterView]:
@@ -294,6 +313,18 @@ def gave_up_initializing(service: RayService) -> bool:
     )
 
 
+def gave_up_upgrading(service: RayService) -> bool:
+    """The stored UpgradeInProgress condition says the upgrade timed out, for
+    this very spec: its pending cluster is not built again."""
+    status = service.status
+    cond = find_condition(status.conditions, UPGRADE_IN_PROGRESS) if status else None
+    return (
+        cond is not None
+        and cond.reason == UPGRADE_TIMED_OUT_REASON
+        and cond.observed_generation == service.metadata.generation
+    )
+
+
 def _inputs(
     obs: Observed, ready: Callable[[ClusterView], bool], replace_unhealthy: bool = False
 ) -> ClusterInputs:
@@ -308,6 +339,11 @@ def _inputs(
         lingering=obs.lingering,
         initializing_timeout=initializing_timeout(obs.service)[0],
         gave_up_initializing=gave_up_initializing(obs.service),
+        gave_up_upgrading=gave_up_upgrading(obs.service),
+        keep_timed_out=obs.service.metadata.annotations.get(labels.KEEP_TIMED_OUT_CLUSTER, "")
+        .strip()
+        .lower()
+        == "true",
     )
 
 
@@ -317,6 +353,13 @@ def decide(obs: Observed) -> Plan:
         return Plan(plan_clusters(_inputs(obs, ready=lambda c: False)))
     judged = assess(obs)
     submits = [(c, why) for c in _members(obs.roles) if (why := submission(obs, c))]
+    if being_replaced(obs):
+        # Only the config it already runs, restored after its head lost it.
+        submits = [
+            (c, why)
+            for c, why in submits
+            if c is not obs.roles.active or c.serve_hash == obs.goal.hash
+        ]
     just_sent = {c.name for c, _ in submits}
     inputs = _inputs(
         obs,
@@ -328,6 +371,21 @@ def decide(obs: Observed) -> Plan:
     if active is not None and judged.record is not None and judged.record != active.health:
         plan.notes.append((active, {labels.SERVE_HEALTH: judged.record.to_json()}))
     plan.submit = [(c, why) for c, why in submits if not plan.leaving(c)]
+    in_place = (
+        active is not None
+        and obs.roles.pending is None
+        and plan.clusters.create is None
+        and not plan.leaving(active)
+    )
+    plan.rollback = plan_rollback(
+        obs.service,
+        obs.goal,
+        active,
+        obs.snap(active) if active is not None else UNREACHABLE,
+        obs.last_good,
+        obs.now,
+        in_place=in_place,
+    )
     _bookkeeping(obs, plan)
     _head_labels(obs, plan)
     _scaling(obs, plan)
@@ -341,6 +399,12 @@ def decide(obs: Observed) -> Plan:
     return plan
 
 
-def submitted_notes(goal: ServeGoal, now: datetime) -> dict[str, str]:
-    """What a cluster records once the goal config was accepted by its head."""
-    return {labels.SERVE_CONFIG_HASH: goal.hash, labels.SERVE_CONFIG_SUBMITTED_AT: format_time(now)}
+def submitted_notes(goal: ServeGoal, now: datetime) -> dict[str, str | None]:
+    """What a cluster records once the goal config was accepted by its head (a
+    new config: any rollback recorded there is history)."""
+    return {
+        labels.SERVE_CONFIG_HASH: goal.hash,
+        labels.SERVE_CONFIG_SUBMITTED_AT: format_time(now),
+        labels.SERVE_CONFIG_ROLLED_BACK: None,
+        labels.SERVE_CONFIG_ROLLBACK_CAUSE: None,
+    }

@@ -41,7 +41,7 @@ def deadlines(obs: Observed, plan: Plan) -> Iterable[float]:
     now = obs.now
     for _, when in plan.clusters.schedule:
         yield (when - now).total_seconds()
-    for cluster in obs.roles.stale:
+    for cluster in (*obs.roles.stale, *([obs.roles.pending] if obs.roles.pending else [])):
         if cluster.delete_after is not None:
             yield (cluster.delete_after - now).total_seconds()
     pending, spec = obs.roles.pending, obs.service.spec

@@ -18,13 +18,20 @@ from raykube.decisions import conditions
 from raykube.decisions.conditions import Cond
 from raykube.decisions.rayservice_config import ServeGoal
 from raykube.decisions.rayservice_health import Verdict
+from raykube.decisions.rayservice_rollback import failing
 from raykube.decisions.rayservice_upgrade import UpgradeState
 from raykube.decisions.rayservice_view import ClusterView, ServeSnapshot
 from raykube.models.rayservice import RayService
 from raykube.text import safe
 
 READY = "Ready"
+#: KubeRay's condition name; here True while a failed in-place serve config is
+#: being replaced by the last good one (``rayservice_rollback``).
+ROLLBACK_IN_PROGRESS = "RollbackInProgress"
+ROLLED_BACK = "ServeConfigRolledBack"
+NO_RUNNING_REPLICAS = "ServeNoRunningReplicas"
 UPGRADE_IN_PROGRESS = "UpgradeInProgress"
+UPGRADE_TIMED_OUT_REASON = "UpgradeTimedOut"
 SERVE_CONFIG_APPLIED = "ServeConfigApplied"
 SERVING_CLUSTER_HEALTHY = "ServingClusterHealthy"
 
@@ -33,11 +40,13 @@ INITIALIZING_TIMEOUT_REASON = "InitializingTimeout"
 #: Reasons that are failures: each transition to one is also a Warning event.
 WARNING_REASONS = frozenset(
     {
-        "UpgradeTimedOut",
+        UPGRADE_TIMED_OUT_REASON,
         "InvalidServeConfig",
         "ServeConfigRejected",
         "ServeDeployFailed",
         "ServeApplicationUnhealthy",
+        NO_RUNNING_REPLICAS,
+        ROLLED_BACK,
         "DashboardUnreachable",
         "ZeroServeEndpoints",
         "ValidationFailed",
@@ -187,6 +196,14 @@ def _serve_condition(inp: StatusInputs) -> Cond:
     if target.cluster is None:
         return Cond(SERVE_CONFIG_APPLIED, False, "WaitingForCluster", "no RayCluster yet")
     where = f"RayCluster {target.name}"
+    cluster = target.cluster
+    if cluster.rolled_back == goal.hash:
+        msg = (
+            f"serveConfigV2 {goal.hash} failed on {where} ({cluster.rollback_cause}); the last "
+            f"good config ({cluster.serve_hash}) was submitted there again. {goal.hash} is not "
+            "submitted again until serveConfigV2 changes"
+        )
+        return Cond(SERVE_CONFIG_APPLIED, False, ROLLED_BACK, msg)
     if target.rejected:
         return Cond(SERVE_CONFIG_APPLIED, False, "ServeConfigRejected", target.rejected)
     if target.cluster.serve_hash != goal.hash:
@@ -209,12 +226,19 @@ def _upgrade_condition(inp: StatusInputs) -> Cond:
     match inp.state:
         case UpgradeState.TIMED_OUT:
             timeout = inp.service.spec.upgrade_strategy.timeout_seconds
+            kept = inp.service.metadata.annotations.get(labels.KEEP_TIMED_OUT_CLUSTER, "")
+            if not pending:
+                fate = "it was deleted"
+            elif kept.strip().lower() == "true":
+                fate = f"{pending} is kept for inspection ({labels.KEEP_TIMED_OUT_CLUSTER})"
+            else:
+                fate = f"{pending} is deleted after rayClusterDeletionDelaySeconds"
             msg = (
-                f"RayCluster {pending} did not serve every application within {timeout}s; "
-                f"traffic stays on {active}. {pending} is kept for inspection: change "
-                f"rayClusterConfig, or delete {pending}, to try again"
+                f"the new RayCluster {pending} did not serve every application within "
+                f"{timeout}s; traffic stays on {active}, {fate}, and no new cluster is built "
+                "until the spec changes"
             )
-            return Cond(UPGRADE_IN_PROGRESS, False, "UpgradeTimedOut", msg)
+            return Cond(UPGRADE_IN_PROGRESS, False, UPGRADE_TIMED_OUT_REASON, msg)
         case UpgradeState.DISABLED:
             msg = (
                 f"rayClusterConfig differs from RayCluster {active}, but upgradeStrategy.type "
@@ -253,6 +277,14 @@ def _ready_condition(inp: StatusInputs, previous: Mapping[str, Any]) -> Cond:
         return Cond(READY, False, INITIALIZING_TIMEOUT_REASON, msg)
     if inp.active.cluster is not None and inp.endpoints > 0:
         msg = f"{inp.endpoints} pod(s) of {inp.active.name} serve through {svc}"
+        snap = inp.active.snap
+        # Endpoints are not answers: an application that failed does not answer
+        # through them, whatever the proxy's health check says.
+        down = failing(tuple(snap.apps), snap) if snap.reachable else []
+        if down:
+            return Cond(
+                READY, False, _not_answering_reason(snap, down), f"{msg}, but {'; '.join(down)}"
+            )
         return Cond(READY, True, "NonZeroServeEndpoints", msg)
     if not conditions.is_true(previous.get("conditions"), READY) and not inp.active.cluster:
         prev = conditions.find(previous.get("conditions"), READY)
@@ -262,6 +294,35 @@ def _ready_condition(inp: StatusInputs, previous: Mapping[str, Any]) -> Cond:
         if prev is None or prev.get("reason") in fresh:
             return Cond(READY, False, "Initializing", "waiting for a RayCluster to serve")
     return Cond(READY, False, "ZeroServeEndpoints", f"no pod serves through {svc}")
+
+
+def _not_answering_reason(snap: ServeSnapshot, down: list[str]) -> str:
+    states = {app.status for app in snap.apps.values()}
+    if "DEPLOY_FAILED" in states:
+        return "ServeDeployFailed"
+    if "UNHEALTHY" in states:
+        return "ServeApplicationUnhealthy"
+    return NO_RUNNING_REPLICAS
+
+
+def _rollback_condition(inp: StatusInputs) -> Cond | None:
+    """Only while the serving cluster runs the last good config in place of the goal."""
+    cluster, snap = inp.active.cluster, inp.active.snap
+    if cluster is None or not inp.goal.hash or cluster.rolled_back != inp.goal.hash:
+        return None
+    done = (
+        snap.reachable
+        and bool(snap.apps)
+        and all(app.status == "RUNNING" for app in snap.apps.values())
+    )
+    if done:
+        msg = f"{cluster.name} runs the last good serveConfigV2 ({cluster.serve_hash}) again"
+        return Cond(ROLLBACK_IN_PROGRESS, False, "RollbackComplete", msg)
+    msg = (
+        f"the last good serveConfigV2 ({cluster.serve_hash}) was submitted to {cluster.name} "
+        f"again: {inp.goal.hash} failed there ({cluster.rollback_cause})"
+    )
+    return Cond(ROLLBACK_IN_PROGRESS, True, "RollingBack", msg)
 
 
 def _health_condition(inp: StatusInputs) -> Cond | None:
@@ -280,9 +341,9 @@ def compute_status(inp: StatusInputs) -> dict[str, Any]:
         _upgrade_condition(inp),
         _serve_condition(inp),
     ]
-    health = _health_condition(inp)
-    if health is not None:
-        wanted.append(health)
+    for extra in (_health_condition(inp), _rollback_condition(inp)):
+        if extra is not None:
+            wanted.append(extra)
     limit = app_message_limit([s.snap for s in (inp.active, inp.pending) if s.cluster])
     status: dict[str, Any] = {
         "numServeEndpoints": inp.endpoints,
@@ -301,13 +362,16 @@ def compute_status(inp: StatusInputs) -> dict[str, Any]:
 def new_warnings(
     previous: Mapping[str, Any] | None, computed: Mapping[str, Any]
 ) -> list[tuple[str, str]]:
-    """(reason, message) of conditions that just turned to a failure reason."""
+    """(reason, message) of conditions that just turned to a failure reason; one
+    per reason (Ready and ServeConfigApplied may tell of the same failed app)."""
     before = {c.get("type"): c for c in (previous or {}).get("conditions") or []}
-    out = []
+    out: list[tuple[str, str]] = []
     for cond in computed.get("conditions") or []:
         old = before.get(cond["type"]) or {}
-        if cond["reason"] in WARNING_REASONS and (
-            old.get("reason") != cond["reason"] or old.get("message") != cond["message"]
+        if (
+            cond["reason"] in WARNING_REASONS
+            and cond["reason"] not in {r for r, _ in out}
+            and (old.get("reason") != cond["reason"] or old.get("message") != cond["message"])
         ):
             out.append((cond["reason"], cond["message"]))
     return out

@@ -8,7 +8,11 @@
   accepted, two clusters never run at once); ``None`` never builds a cluster
   while one serves, and says so.
 - A pending cluster whose hash no longer matches (the spec changed again) is
-  replaced; one not ready by the deadline is kept, untouched, for inspection.
+  replaced (reverted to the serving cluster's: dropped, nothing built). One
+  not ready by the deadline is deleted after ``rayClusterDeletionDelaySeconds``
+  (``raykube.ray.io/keep-timed-out-cluster: "true"`` keeps it for inspection),
+  and none is built again until the spec changes: it would hold a second
+  cluster's resources (GPUs included) for nothing.
 """
 
 from __future__ import annotations
@@ -183,6 +187,10 @@ class ClusterInputs:
     initializing_timeout: float | None = None
     #: An earlier pass gave up initializing at this generation: build nothing.
     gave_up_initializing: bool = False
+    #: An earlier pass gave up an upgrade at this generation: build nothing.
+    gave_up_upgrading: bool = False
+    #: Keep a pending cluster that missed the upgrade deadline.
+    keep_timed_out: bool = False
 
     @property
     def recreate(self) -> bool:
@@ -239,6 +247,17 @@ def _follow_pending(inp: ClusterInputs, plan: ClusterPlan, pending: ClusterView)
         plan.state = UpgradeState.IN_PROGRESS
     else:
         plan.state = UpgradeState.TIMED_OUT
+        if not inp.keep_timed_out:
+            _retire(inp, plan, pending)
+
+
+def _retire(inp: ClusterInputs, plan: ClusterPlan, cluster: ClusterView) -> None:
+    """Delete ``cluster`` after the deletion delay (kept that long for inspection)."""
+    if cluster.delete_after is None:
+        delay = timedelta(seconds=inp.spec.ray_cluster_deletion_delay_seconds)
+        plan.schedule.append((cluster, inp.now + delay))
+    elif inp.now >= cluster.delete_after:  # still named in the status: a lost write
+        plan.delete.append((cluster, DeleteReason.DELAY_ELAPSED))
 
 
 def _give_up_initializing(
@@ -247,13 +266,8 @@ def _give_up_initializing(
     """No cluster served in time: the pending one leaves after the deletion delay
     (kept that long for inspection) and none is built until the spec changes."""
     plan.state = UpgradeState.INITIALIZING_TIMED_OUT
-    if pending is None:
-        return
-    if pending.delete_after is None:
-        delay = timedelta(seconds=inp.spec.ray_cluster_deletion_delay_seconds)
-        plan.schedule.append((pending, inp.now + delay))
-    elif inp.now >= pending.delete_after:  # still named in the status: a lost write
-        plan.delete.append((pending, DeleteReason.DELAY_ELAPSED))
+    if pending is not None:
+        _retire(inp, plan, pending)
 
 
 def _without_active(inp: ClusterInputs, plan: ClusterPlan) -> None:
@@ -316,6 +330,8 @@ def plan_clusters(inp: ClusterInputs) -> ClusterPlan:
         pending = None
     if pending is not None:
         _follow_pending(inp, plan, pending)
+    elif drifted and inp.gave_up_upgrading:
+        plan.state = UpgradeState.TIMED_OUT  # its pending cluster is gone; none until a change
     elif drifted:
         plan.create, plan.state = CreateReason.CONFIG_CHANGED, UpgradeState.IN_PROGRESS
     elif inp.replace_unhealthy:

@@ -91,6 +91,9 @@ class ClusterView:
     serve_hash: str = ""
     serve_submitted_at: datetime | None = None
     serve_healthy_hash: str = ""
+    #: The serve config hash this cluster was rolled back from, and why.
+    rolled_back: str = ""
+    rollback_cause: str = ""
     delete_after: datetime | None = None
     health: HealthRecord = field(default_factory=HealthRecord)
     #: Group name -> [replicas, min, max] last copied from the RayService.
@@ -158,6 +161,8 @@ def _from_notes(notes: Mapping[str, str]) -> dict[str, Any]:
         "serve_hash": notes.get(labels.SERVE_CONFIG_HASH, ""),
         "serve_submitted_at": parse_time(notes.get(labels.SERVE_CONFIG_SUBMITTED_AT)),
         "serve_healthy_hash": notes.get(labels.SERVE_CONFIG_HEALTHY_HASH, ""),
+        "rolled_back": notes.get(labels.SERVE_CONFIG_ROLLED_BACK, ""),
+        "rollback_cause": notes.get(labels.SERVE_CONFIG_ROLLBACK_CAUSE, ""),
         "delete_after": parse_time(notes.get(labels.DELETE_AFTER)),
         "health": HealthRecord.from_json(notes.get(labels.SERVE_HEALTH)),
         "applied_scaling": _scaling(notes.get(labels.APPLIED_SCALING)),
@@ -206,6 +211,9 @@ def shows(view: ClusterView, written: Mapping[str, str | None]) -> bool:
 class DeploymentView:
     status: str
     message: str = ""
+    #: Replicas in state RUNNING, and how many Serve wants (None: not reported).
+    running: int | None = None
+    target: int | None = None
 
 
 @dataclass(frozen=True)
@@ -240,9 +248,28 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _deployment_view(dep: Mapping[str, Any]) -> DeploymentView:
+    replicas = dep.get("replicas")
+    running = (
+        sum(1 for r in replicas if isinstance(r, Mapping) and r.get("state") == "RUNNING")
+        if isinstance(replicas, list)
+        else None
+    )
+    return DeploymentView(
+        _text(dep.get("status")),
+        _text(dep.get("message")),
+        running=running,
+        target=_count(dep.get("target_num_replicas")),
+    )
+
+
 def _app_view(app: Mapping[str, Any]) -> AppView:
     deployments = {
-        str(name): DeploymentView(_text(dep.get("status")), _text(dep.get("message")))
+        str(name): _deployment_view(dep)
         for name, dep in _mapping(app.get("deployments")).items()
         if isinstance(dep, Mapping)
     }

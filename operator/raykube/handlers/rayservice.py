@@ -47,6 +47,7 @@ from raykube.decisions.conditions import Cond, merge
 from raykube.decisions.rayservice import Observed, Plan, decide, initializing_timeout
 from raykube.decisions.rayservice_cadence import next_look
 from raykube.decisions.rayservice_config import parse_serve_config
+from raykube.decisions.rayservice_rollback import window as rollback_window
 from raykube.decisions.rayservice_status import (
     Serving,
     StatusInputs,
@@ -54,7 +55,13 @@ from raykube.decisions.rayservice_status import (
     new_warnings,
 )
 from raykube.decisions.rayservice_upgrade import CreateReason, DeleteReason, UpgradeState
-from raykube.decisions.rayservice_view import UNREACHABLE, ClusterView, ServeSnapshot, cluster_view
+from raykube.decisions.rayservice_view import (
+    UNREACHABLE,
+    ClusterView,
+    ServeSnapshot,
+    cluster_view,
+    with_notes,
+)
 from raykube.handlers.children import ensure_owned
 from raykube.handlers.kit import Controller
 from raykube.handlers.rayservice_observe import (
@@ -122,9 +129,9 @@ async def _reconcile(sc: ServiceController, key: Key) -> float | None:
     if rs.spec.managed_by == ManagedBy.MULTIKUEUE:
         return None
     p = Pass(sc, key, obj, rs, parse_serve_config(rs.spec.serve_config_v2), now_utc(), record)
-    _, problem = initializing_timeout(rs)
-    if problem:
-        ctl.warn_once(key, obj, "InvalidAnnotation", problem, once_per=problem)
+    for problem in (initializing_timeout(rs)[1], rollback_window(rs)[1]):
+        if problem:
+            ctl.warn_once(key, obj, "InvalidAnnotation", problem, once_per=problem)
     obs = await observe(p)
     plan = decide(obs)
     await act(p, obs, plan)
@@ -153,6 +160,7 @@ async def act(p: Pass, obs: Observed, plan: Plan) -> None:
     await ensure_deletions(p, obs, plan)
     await ensure_new_cluster(p, obs, plan)
     await ensure_submissions(p, plan)
+    await ensure_rollback(p, plan)
     await ensure_services(p, obs, plan)
     await ensure_deletion_times(p, plan)
     for cluster, notes in plan.notes:
@@ -228,6 +236,35 @@ async def ensure_submissions(p: Pass, plan: Plan) -> None:
         p.event("Normal", "SubmittedServeConfig", message)
 
 
+async def ensure_rollback(p: Pass, plan: Plan) -> None:
+    """Send the last good serve config back to the serving cluster, and record
+    on it which config failed there (never sent there again)."""
+    rollback = plan.rollback
+    if rollback is None:
+        return
+    cluster, ns = rollback.cluster, p.key[0]
+    started = time.monotonic()
+    try:
+        await p.sc.dashboard.put_applications(
+            head_address(p, cluster, await token(p)), dict(rollback.to.config)
+        )
+    except DashboardError as err:
+        _count_submission("rejected" if err.rejected else "error", started)
+        detail = safe(str(err), LOG_MESSAGE_LIMIT)
+        log.warning("rollback of %s/%s not submitted: %s", ns, cluster.name, detail)
+        return
+    _count_submission("accepted", started)
+    metrics.SERVE_ROLLBACKS.inc()
+    p.record.polls.pop(cluster.name, None)
+    await _annotate(p, RAYCLUSTERS, cluster.name, rollback.notes(format_time(p.now)))
+    message = (
+        f"Submitted the last good serveConfigV2 ({rollback.to.hash}) to RayCluster "
+        f"{ns}/{cluster.name} again: serveConfigV2 {rollback.rejected} failed there "
+        f"({rollback.cause})"
+    )
+    p.event("Warning", "RollbackInProgress", message)
+
+
 def _count_submission(result: str, started: float) -> None:
     metrics.SERVE_SUBMISSIONS.labels(result).inc()
     metrics.SERVE_SUBMIT_SECONDS.observe(time.monotonic() - started)
@@ -289,12 +326,15 @@ async def _delete_services(p: Pass) -> None:
 
 
 async def ensure_deletion_times(p: Pass, plan: Plan) -> None:
-    gave_up = plan.clusters.state == UpgradeState.INITIALIZING_TIMED_OUT
+    state = plan.clusters.state
     for cluster, when in plan.clusters.schedule:
         await _annotate(p, RAYCLUSTERS, cluster.name, {labels.DELETE_AFTER: format_time(when)})
-        why = (
-            f"did not serve within {labels.INITIALIZING_TIMEOUT}" if gave_up else "no longer serves"
-        )
+        if state == UpgradeState.INITIALIZING_TIMED_OUT:
+            why = f"did not serve within {labels.INITIALIZING_TIMEOUT}"
+        elif state == UpgradeState.TIMED_OUT:
+            why = "did not serve within upgradeStrategy's timeout"
+        else:
+            why = "no longer serves"
         message = (
             f"RayCluster {p.key[0]}/{cluster.name} {why}; it will be deleted at {format_time(when)}"
         )
@@ -438,6 +478,10 @@ def _rejected(p: Pass, cluster: ClusterView | None) -> str:
 async def ensure_status(p: Pass, obs: Observed, plan: Plan) -> dict[str, Any]:
     active = decisions.serving_after(obs, plan)
     pending = decisions.pending_after(obs, plan, p.created)
+    rollback = plan.rollback
+    if active is not None and rollback is not None and rollback.cluster.name == active.name:
+        # What this pass wrote on it: the status tells of the rollback at once.
+        active = with_notes(active, rollback.notes(format_time(p.now)))
 
     def snap(cluster: ClusterView | None) -> ServeSnapshot:
         return obs.serve.get(cluster.name, UNREACHABLE) if cluster else UNREACHABLE
