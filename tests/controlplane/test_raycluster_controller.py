@@ -12,6 +12,7 @@ import yaml
 
 from e2e.paths import manifest
 from localcluster.controlplane import ControlPlane
+from raykube.builders import labels
 from raykube.timefmt import now_iso
 from tests.kubehelpers import OperatorProcess, apply, get_json, look_again, wait_for
 
@@ -173,9 +174,12 @@ def test_autoscaling_cluster_never_deletes_at_random(
     wait_for(lambda: _ready(control_plane, namespace, name, 2), timeout=90)
     head = _pods(control_plane, namespace, name, "ray.io/node-type=head")[0]
     assert [c["name"] for c in head["spec"]["containers"]][1] == "autoscaler"
-    assert head["spec"]["serviceAccountName"] == name
-    for kind in ("serviceaccount", "role", "rolebinding"):
-        get_json(control_plane, kind, name, "-n", namespace)
+    account = labels.autoscaler_account_name(name)
+    assert head["spec"]["serviceAccountName"] == account
+    for kind in ("serviceaccount", "rolebinding"):
+        get_json(control_plane, kind, account, "-n", namespace)
+    binding = get_json(control_plane, "rolebinding", account, "-n", namespace)
+    assert binding["roleRef"]["kind"] == "ClusterRole"
     _patch_group(
         control_plane,
         namespace,

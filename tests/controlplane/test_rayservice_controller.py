@@ -364,11 +364,15 @@ def test_suspend_deletes_clusters_and_services_and_resume_serves_again(
         assert ready["observedGeneration"] == generation
 
 
-def test_upgrade_not_ready_by_its_deadline_stops_and_keeps_traffic(
+def test_upgrade_not_ready_by_its_deadline_stops_keeps_traffic_and_retires_the_cluster(
     control_plane: ControlPlane, operator: OperatorProcess, namespace: str
 ) -> None:
     cp, ns, name = control_plane, namespace, "rs-deadline"
-    doc = rayservice(name, upgradeStrategy={"type": "NewCluster", "timeoutSeconds": 20})
+    doc = rayservice(
+        name,
+        upgradeStrategy={"type": "NewCluster", "timeoutSeconds": 20},
+        rayClusterDeletionDelaySeconds=5,
+    )
     with mapped_heads(cp, ns, name) as heads:
         first, _ = _start_and_serve(cp, ns, doc, heads)
         heads.paused.set()  # the new cluster's head never answers
@@ -383,9 +387,16 @@ def test_upgrade_not_ready_by_its_deadline_stops_and_keeps_traffic(
         assert f"traffic stays on {first}" in cond_message(st, "UpgradeInProgress")
         assert selector(cp, ns, f"{name}-serve-svc")["ray.io/cluster"] == first
         assert ("Warning", "UpgradeTimedOut") in [(k, r) for k, r, _ in events(cp, ns)]
-        look_again(cp, operator, ns, "rayservice", name, "RayService")  # kept, not retried
-        assert cluster_names(cp, ns, name) == sorted([first, pending])
-        assert conds(status(cp, ns, name))["Ready"] == ("True", "NonZeroServeEndpoints")
+        # It would hold a second cluster's resources: deleted after the delay,
+        # and no other is built for the same spec.
+        assert pending in cluster_names(cp, ns, name)
+        wait_for(lambda: cluster_names(cp, ns, name) == [first], timeout=90, interval=1)
+        look_again(cp, operator, ns, "rayservice", name, "RayService")
+        assert cluster_names(cp, ns, name) == [first]
+        st = status(cp, ns, name)
+        assert conds(st)["UpgradeInProgress"] == ("False", "UpgradeTimedOut")
+        assert "until the spec changes" in cond_message(st, "UpgradeInProgress")
+        assert conds(st)["Ready"] == ("True", "NonZeroServeEndpoints")
         assert order(heads, first) == "6"
 
 
@@ -487,6 +498,9 @@ def test_bad_configs_never_reach_or_break_the_running_applications(
 ) -> None:
     cp, ns, name = control_plane, namespace, "rs-bad"
     doc = rayservice(name)
+    # What is reported and kept without the operator's own rollback
+    # (test_rayservice_rollback.py has that).
+    doc["metadata"]["annotations"] = {labels.AUTO_ROLLBACK: "false"}
     good_text = doc["spec"]["serveConfigV2"]
     with mapped_heads(cp, ns, name) as heads:
         first, _ = _start_and_serve(cp, ns, doc, heads)

@@ -55,8 +55,22 @@ EXTRA_APPS: list[dict[str, Any]] = [
         "route_prefix": "/slow",
         "deployments": [{"name": "SlowDeployment", "user_config": {"delay_s": 2}}],
     },
+    {
+        "name": "canary",
+        "import_path": "raykube_serve.canary:app",
+        "route_prefix": "/canary",
+        "deployments": [
+            {
+                "name": "TrafficSplitter",
+                "num_replicas": 1,
+                "user_config": {"weights": {"v1": 90, "v2": 10}},
+            },
+            {"name": "ModelV1", "num_replicas": 1, "user_config": {"version": "1.0"}},
+            {"name": "ModelV2", "num_replicas": 1, "user_config": {"version": "2.0"}},
+        ],
+    },
 ]
-APP_NAMES = ["fruit_app", "math_app", "embeddings", "loadshed"]
+APP_NAMES = ["fruit_app", "math_app", "embeddings", "loadshed", "canary"]
 
 
 @pytest.fixture(scope="session")

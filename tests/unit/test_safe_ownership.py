@@ -9,7 +9,16 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from raykube.adapters.kube import PODS, RAYCLUSTERS, RAYSERVICES, SERVICE_ACCOUNTS, SERVICES
+import pytest
+
+from raykube.adapters.kube import (
+    PODS,
+    RAYCLUSTERS,
+    RAYSERVICES,
+    SERVICE_ACCOUNTS,
+    SERVICES,
+    ApiError,
+)
 from raykube.builders import labels
 from raykube.handlers.children import NOT_OWNED
 from tests.unit.harness import NS, Harness, load
@@ -225,3 +234,29 @@ async def test_a_secret_not_opted_in_is_never_sent_to_a_head(
 async def test_an_opted_in_secret_is_sent_as_the_token(harness: Harness, manifests: Path) -> None:
     sent = await tokens_sent(harness, manifests, token_secret("ours", opted_in=True))
     assert sent and set(sent) == {"Bearer s3cret"}
+
+
+async def test_a_head_service_the_api_server_refuses_ends_as_a_condition(
+    harness: Harness, manifests: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A headService override the API server refuses (a bad clusterIP) is reported,
+    not retried for ever without a word."""
+    h = harness
+    create = h.kube.create_object
+
+    async def refusing(obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        if obj["kind"] == "Service":
+            raise ApiError(422, "Invalid", 'Service "x" is invalid: spec.clusterIP: Invalid value')
+        return await create(obj, dry_run=dry_run)
+
+    monkeypatch.setattr(h.kube, "create_object", refusing)
+    doc = load(manifests, RAYCLUSTER, "RayCluster")
+    name = doc["metadata"]["name"]
+    h.kube.put(doc)
+    await h.cluster_pass(name)
+    assert h.pods(name) == []
+    conds = {c["type"]: c for c in h.cluster(name)["status"]["conditions"]}
+    failure = conds["ReplicaFailure"]
+    assert (failure["status"], failure["reason"]) == ("True", "FailedCreateHeadService")
+    assert "spec.clusterIP" in failure["message"]
+    assert any("spec.clusterIP" in m for m in await warnings(h, "FailedCreateHeadService"))

@@ -94,15 +94,26 @@ async def _reconcile(ctl: Controller, key: Key) -> float | None:
     ctx = build_context(rt, obj)
     if cluster.spec.enable_in_tree_autoscaling:
         await ensure_autoscaler_rbac(ctl, key, obj, cluster, ctx)
-    head_service = await ensure_head_service(ctl, key, obj, cluster, ctx)
-    if head_service is None:
+    svc_name = f"Service {key[0]}/{labels.head_service_name(key[1])}"
+    failure: tuple[str, str] | None = None
+    try:
+        head_service = await ensure_head_service(ctl, key, obj, cluster, ctx)
+    except ApiError as err:
+        if not err.invalid:
+            raise
+        # headService merges user fields the API server may refuse (a bad clusterIP).
+        head_service = None
+        message = f"{svc_name} rejected by the API server: {err.message}"
+        failure = ("FailedCreateHeadService", message)
+        ctl.warn_once(key, obj, *failure)
+    if head_service is None and failure is None:
         # Workers would join whatever someone else's Service of that name selects.
-        failure: tuple[str, str] | None = (
+        failure = (
             "FailedCreateHeadService",
-            f"Service {key[0]}/{labels.head_service_name(key[1])} exists and is not "
-            "controlled by this RayCluster; no pod is created until it is removed",
+            f"{svc_name} exists and is not controlled by this RayCluster; no pod is "
+            "created until it is removed",
         )
-    else:
+    if failure is None:
         failure = await ensure_pods(ctl, key, obj, cluster, ctx)
     observed = cluster_status.Observed(
         rt.pods_of(key, obj["metadata"].get("uid", "")), head_service, failure

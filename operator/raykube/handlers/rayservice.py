@@ -286,7 +286,15 @@ async def ensure_services(p: Pass, obs: Observed, plan: Plan) -> None:
         have = p.sc.stable_service(p.key, svc["metadata"]["name"])
         ours = have is not None and owners.owned_by(have, p.rs.metadata.uid)
         if not ours or hashing.stamp_of(have) != hashing.stamp_of(svc):
-            await ensure_owned(p.sc.ctl, p.key, p.obj, svc, have)
+            try:
+                await ensure_owned(p.sc.ctl, p.key, p.obj, svc, have)
+            except ApiError as err:
+                if not err.invalid:
+                    raise
+                # serveService merges user fields the API server may refuse.
+                what = f"Service {p.key[0]}/{svc['metadata']['name']}"
+                message = f"{what} rejected by the API server: {err.message}"
+                p.sc.ctl.warn_once(p.key, p.obj, "FailedCreateService", message)
     if plan.clusters.switch:
         before = obs.roles.active
         names = " and ".join(s["metadata"]["name"] for s in wanted)

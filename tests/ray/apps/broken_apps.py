@@ -7,6 +7,7 @@ raises in its constructor: an update of a running fruit_app to a broken
 version.
 ``import_fails``: importing this attribute's module raises.
 ``flaky``: its health check fails while a marker file exists.
+``picky``: answers its user_config version; ``fail: true`` makes reconfigure raise.
 """
 
 from __future__ import annotations
@@ -50,3 +51,22 @@ class Flaky:
 flaky = serve.deployment(name="Flaky", health_check_period_s=1, health_check_timeout_s=1, **_SMALL)(
     Flaky
 ).bind()
+
+
+class Picky:
+    """Answers its user_config's ``version``; a ``fail`` in user_config makes
+    ``reconfigure`` raise (an in-place update that breaks the application)."""
+
+    def __init__(self) -> None:
+        self.version = ""
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        if config.get("fail"):
+            raise ValueError(f"reconfigure refused on purpose: {config}")
+        self.version = str(config.get("version", ""))
+
+    async def __call__(self, request: Any) -> str:
+        return f"v{self.version}"
+
+
+picky = serve.deployment(name="Picky", **_SMALL)(Picky).bind()
