@@ -3,8 +3,8 @@
 1. builds the operator and Ray runtime images from the Dockerfile (cached);
 2. starts the local cluster: control plane, kwok nodes and a real node;
 3. imports the images into the node and ``helm install``s the operator;
-4. applies ``../shared/manifests/ray_v1alpha1_rayservice.yaml``, changed only
-   where this machine needs it (each change is printed);
+4. applies the project's walkthrough sample, ``samples/rayservice-walkthrough.yaml``,
+   changed only where this machine needs it (each change is printed);
 5. waits, showing progress, until the RayService is Ready;
 6. sends the walkthrough's two requests through ``rayservice-sample-serve-svc``;
 7. prints how to reach the service and how to take everything down.
@@ -129,9 +129,10 @@ def _cluster(
 
 def _apply(k: Kubectl, built: stack.Images, state: Path) -> tuple[str, Path]:
     localized = sample.localize(sample.load_sample(), built.runtime.ref)
-    manifest = state / "ray_v1alpha1_rayservice.yaml"
+    manifest = state / sample.SAMPLE.name
     manifest.write_text(yaml.safe_dump(localized.doc, sort_keys=False))
-    say(f"\nApplying {sample.SAMPLE.name} with these changes for this machine:")
+    shown = sample.SAMPLE.relative_to(stack.REPO)
+    say(f"\nApplying {shown} with these changes for this machine:")
     for change in localized.changes:
         say(f"  - {change}")
     say(f"(the manifest as applied: {manifest})\n")

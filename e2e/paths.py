@@ -1,4 +1,7 @@
-"""Where the repository and the shared test data are: the one definition.
+"""Where the repository, its own samples and the shared test data are: the one definition.
+
+The project's own sample manifests live in ``samples/`` (written here; the
+demo and the README use them, so a clone of the repository is enough).
 
 The shared data (``manifests/``: KubeRay's sample RayClusters and RayServices
 as users download them) is not part of this repository: it sits beside it, in
@@ -19,6 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("RAYKUBE_SHARED_DIR") or REPO.parent / "shared")
 MANIFESTS = SHARED / "manifests"
+SAMPLES = REPO / "samples"
+#: The project's RayService of Ray's walkthrough (fruit_app and math_app).
+WALKTHROUGH = SAMPLES / "rayservice-walkthrough.yaml"
 
 
 class SharedDataMissing(FileNotFoundError):
@@ -54,4 +60,20 @@ def manifest_files(pattern: str = "*.yaml") -> list[Path]:
     found = sorted(manifests_dir().glob(pattern))
     if not found:
         raise _missing(MANIFESTS / pattern)
+    return found
+
+
+def sample(name: str) -> Path:
+    """One of the project's own samples (``samples/``) by file name."""
+    path = SAMPLES / name
+    if not path.is_file():
+        raise FileNotFoundError(f"no sample {name} in {SAMPLES}")
+    return path
+
+
+def sample_files() -> list[Path]:
+    """The project's own sample manifests, sorted; never empty."""
+    found = sorted(SAMPLES.glob("*.yaml"))
+    if not found:
+        raise FileNotFoundError(f"no sample manifests in {SAMPLES}")
     return found

@@ -1,12 +1,17 @@
 """The walkthrough's RayService, made runnable on the local cluster (pure).
 
-``../shared/manifests/ray_v1alpha1_rayservice.yaml`` is KubeRay's sample as a
-user downloads it. It cannot run here unchanged: its apps come from a GitHub
-zip (no internet), its image is ``rayproject/ray:2.6.3`` (no registry) and its
-head asks for 2 whole CPUs (the real node has 2 in all). ``localize`` makes
-exactly the changes listed below and says each one, so the demo can print them.
-Everything else (names, ports, thresholds, deployments, user_config, the
-worker's preStop hook) is left as the user wrote it.
+``samples/rayservice-walkthrough.yaml`` is the project's own RayService of the
+walkthrough (``SAMPLE``): the demo and the README use it, so a clone of the
+repository is enough. Its image names the project's Ray image, which the demo
+builds here. KubeRay's ``ray_v1alpha1_rayservice.yaml`` (``KUBERAY_SAMPLE``,
+in ``../shared/manifests``) can be given to ``load_sample`` instead: its apps
+come from a GitHub zip (no internet), its image is ``rayproject/ray:2.6.3``
+(no registry) and its head asks for 2 whole CPUs (the real node has 2 in all).
+
+``localize`` makes exactly the changes listed below, and says each one that
+changed something, so the demo can print them. Everything else (names, ports,
+thresholds, deployments, user_config, the worker's preStop hook) is left as
+written.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from typing import Any
 
 import yaml
 
-from e2e.paths import MANIFESTS, manifest
+from e2e.paths import MANIFESTS, WALKTHROUGH
 from localcluster.node_config import REAL_NODE_SELECTOR
 
-SAMPLE = MANIFESTS / "ray_v1alpha1_rayservice.yaml"
+SAMPLE = WALKTHROUGH
+KUBERAY_SAMPLE = MANIFESTS / "ray_v1alpha1_rayservice.yaml"
 RAY_VERSION = "2.60.0"
 #: Small requests so that two clusters (blue-green) and the operator fit on the
 #: node's 2 CPUs; the limits give Ray its logical CPUs (``--num-cpus``).
@@ -45,8 +51,11 @@ class Localized:
 
 
 def load_sample(path: Path | None = None) -> dict[str, Any]:
-    """The walkthrough sample (or ``path``) as written; a clear error when missing."""
-    doc: dict[str, Any] = yaml.safe_load((path or manifest(SAMPLE.name)).read_text())
+    """The project's walkthrough sample (or ``path``) as written."""
+    path = path or SAMPLE
+    if not path.is_file():
+        raise FileNotFoundError(f"sample manifest missing: {path}")
+    doc: dict[str, Any] = yaml.safe_load(path.read_text())
     return doc
 
 
@@ -132,13 +141,17 @@ def _fit_the_node(out: Localized) -> None:
     ]
     for template in templates:
         template["spec"]["nodeSelector"] = dict(REAL_NODE_SELECTOR)
+    resized = False
     for group, c in containers(out.doc):
-        c["resources"] = copy.deepcopy(HEAD_RESOURCES if group == "head" else WORKER_RESOURCES)
-    out.changes.append(
-        "resources: head requests 250m CPU / 1Gi (limit 1 CPU / 2Gi), workers 200m / 1Gi "
-        "(limit 1 / 2Gi), so two clusters fit the node's 2 CPUs during an upgrade; "
-        f"pods pinned to the real node ({_selector_text()})"
-    )
+        wanted = HEAD_RESOURCES if group == "head" else WORKER_RESOURCES
+        resized |= c.get("resources") != wanted
+        c["resources"] = copy.deepcopy(wanted)
+    if resized:
+        out.changes.append(
+            "resources: head requests 250m CPU / 1Gi (limit 1 CPU / 2Gi), workers 200m / 1Gi "
+            "(limit 1 / 2Gi), so two clusters fit the node's 2 CPUs during an upgrade"
+        )
+    out.changes.append(f"pods pinned to the real node ({_selector_text()})")
 
 
 def _selector_text() -> str:

@@ -1,4 +1,5 @@
-"""Build the pinned Kubernetes, etcd, kwok and helm binaries from source.
+"""Build the pinned Kubernetes, etcd, kwok and helm binaries from source,
+and (for the parity tier only) KubeRay's operator with its CRDs.
 
 Everything comes through the Go module proxy. ``k8s.io/kubernetes`` cannot be
 ``go install``-ed directly because its go.mod points every ``k8s.io/*``
@@ -126,6 +127,7 @@ def _go_install(out: Path, pkg: str, name: str, progress: Progress) -> None:
         return
     env_out = {"GOBIN": str(out)}
     progress.step(f"building {name} ({pkg})")
+    versions.cache_root().mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
         [_go(), "install", "-trimpath", "-ldflags=-s -w", pkg],
         cwd=versions.cache_root(),
@@ -162,4 +164,59 @@ def build_all() -> Path:
     # Rename at the end so an interrupted build is never mistaken for a whole one.
     tmp.rename(out)
     progress.step(f"done: binaries in {out}")
+    return out
+
+
+#: What ``go install`` names KubeRay's operator binary (its package's last element).
+KUBERAY_BINARY = "ray-operator"
+
+
+def kuberay_binary() -> Path:
+    return versions.kuberay_dir() / KUBERAY_BINARY
+
+
+def kuberay_crds() -> Path:
+    return versions.kuberay_dir() / "crds"
+
+
+def _module_dir(module: str, version: str) -> Path:
+    """Where the Go module cache holds ``module@version`` (downloaded if needed)."""
+    proc = subprocess.run(
+        [_go(), "mod", "download", "-json", f"{module}@{version}"],
+        cwd=versions.cache_root(),
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"localcluster build: downloading {module}@{version} failed")
+    return Path(json.loads(proc.stdout)["Dir"])
+
+
+def build_kuberay(progress: Progress | None = None) -> Path:
+    """KubeRay's operator and its CRDs in ``versions.kuberay_dir()`` (no-op when present).
+
+    The CRDs are copied out of the module cache so that the tier needs neither
+    Go nor the module cache once this has run."""
+    out = versions.kuberay_dir()
+    if kuberay_binary().exists() and any(kuberay_crds().glob("*.yaml")):
+        return out
+    progress = progress or Progress("build-kuberay")
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    pkg = f"{versions.KUBERAY_MODULE}@{versions.KUBERAY}"
+    _go_install(tmp, pkg, KUBERAY_BINARY, progress)
+    bases = _module_dir(versions.KUBERAY_MODULE, versions.KUBERAY) / "config" / "crd" / "bases"
+    crds = sorted(bases.glob("*.yaml"))
+    if not crds:
+        raise SystemExit(f"localcluster build: no CRDs in {bases}")
+    (tmp / "crds").mkdir()
+    for crd in crds:
+        shutil.copyfile(crd, tmp / "crds" / crd.name)
+    shutil.rmtree(out, ignore_errors=True)
+    # Renamed at the end, as for Kubernetes: an interrupted build is never taken for a whole one.
+    tmp.rename(out)
+    progress.step(f"done: KubeRay {versions.KUBERAY} in {out}")
     return out

@@ -22,8 +22,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"state directory (default {controlplane.default_state()})",
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser(
+    build_cmd = sub.add_parser(
         "build", help="build the pinned Kubernetes binaries (cached; no-op when present)"
+    )
+    build_cmd.add_argument(
+        "--kuberay",
+        action="store_true",
+        help="also build KubeRay's operator and CRDs (the parity tier's oracle)",
     )
     up = sub.add_parser(
         "up", help="start etcd, kube-apiserver, controllers, kwok nodes; install CRDs"
@@ -47,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     state = args.state or controlplane.default_state()
     if args.cmd == "build":
         print(build.build_all())
+        if args.kuberay:
+            print(build.build_kuberay())
     elif args.cmd == "up":
         plan = kwok.NodePlan(cpu_nodes=args.cpu_nodes, gpu_nodes=args.gpu_nodes)
         cp = compose.up(state, crds=args.crds, nodes=plan, real_node=args.node)

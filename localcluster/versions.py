@@ -18,6 +18,10 @@ STAGING = "v0." + KUBERNETES.removeprefix("v1.")
 ETCD_MODULE = "go.etcd.io/etcd/server/v3"
 KWOK = "v0.7.0"
 HELM = "v3.19.0"
+# KubeRay's operator, built only as the parity tier's oracle (tests/parity):
+# the newest release the Go module proxy serves as a plain `go install`.
+KUBERAY = "v1.6.2"
+KUBERAY_MODULE = "github.com/ray-project/kuberay/ray-operator"
 
 KUBE_COMMANDS = (
     "kube-apiserver",
@@ -41,3 +45,9 @@ def bin_dir() -> Path:
     """Binaries are keyed by every pinned version so a bump rebuilds."""
     key = f"k8s-{KUBERNETES}_kwok-{KWOK}_helm-{HELM}"
     return cache_root() / "bin" / key
+
+
+def kuberay_dir() -> Path:
+    """KubeRay's operator and its CRDs, keyed by KubeRay's version alone (a
+    Kubernetes bump does not rebuild it, nor the other way round)."""
+    return cache_root() / "bin" / f"kuberay-{KUBERAY}"
