@@ -378,19 +378,24 @@ def test_upgrade_not_ready_by_its_deadline_stops_keeps_traffic_and_retires_the_c
         heads.paused.set()  # the new cluster's head never answers
         doc["spec"]["rayClusterConfig"]["rayVersion"] = "2.100.0"
         apply(cp, ns, doc)
+        pending = wait_for(
+            lambda: (status(cp, ns, name).get("pendingServiceStatus") or {}).get("rayClusterName"),
+            timeout=60,
+            interval=0.5,
+        )
         st = wait_for(
             condition(cp, ns, name, "UpgradeInProgress", ("False", "UpgradeTimedOut")),
             timeout=120,
             interval=1,
         )
-        pending = st["pendingServiceStatus"]["rayClusterName"]
         assert f"traffic stays on {first}" in cond_message(st, "UpgradeInProgress")
         assert selector(cp, ns, f"{name}-serve-svc")["ray.io/cluster"] == first
         assert ("Warning", "UpgradeTimedOut") in [(k, r) for k, r, _ in events(cp, ns)]
         # It would hold a second cluster's resources: deleted after the delay,
         # and no other is built for the same spec.
-        assert pending in cluster_names(cp, ns, name)
         wait_for(lambda: cluster_names(cp, ns, name) == [first], timeout=90, interval=1)
+        deleted = [m for _, r, m in events(cp, ns) if r == "DeletedRayCluster"]
+        assert any(pending in m for m in deleted), deleted
         look_again(cp, operator, ns, "rayservice", name, "RayService")
         assert cluster_names(cp, ns, name) == [first]
         st = status(cp, ns, name)

@@ -117,7 +117,12 @@ def _fail(
         return st if conds(st).get("Ready", ("", ""))[0] == "False" else None
 
     st = wait_for(ready_false, timeout=180, interval=0.5)
-    assert conds(st)["Ready"][1] in ("ServeDeployFailed", "ServeApplicationUnhealthy")
+    # Serve may first report the deployment without a running replica, then the app failed.
+    assert conds(st)["Ready"][1] in (
+        "ServeNoRunningReplicas",
+        "ServeDeployFailed",
+        "ServeApplicationUnhealthy",
+    )
     assert "picky" in cond_message(st, "Ready")
     return t0, st
 
