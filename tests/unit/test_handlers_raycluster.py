@@ -181,3 +181,34 @@ async def test_a_deleted_pod_is_replaced_once(harness: Harness, manifests: Path)
     await h.cluster_pass(name)  # the new pod is in the cache by now: no second one
     assert h.kube.requests["create"] == 1
     assert len(workers(h, name)) == 1 and worker not in names(workers(h, name))
+
+
+async def test_one_template_is_judged_once_across_clusters(
+    harness: Harness, manifests: Path
+) -> None:
+    h = harness
+    names = []
+    for n in range(3):
+        doc = load(manifests, SAMPLE, "RayCluster")
+        doc["metadata"]["name"] = f"same-template-{n}"
+        h.kube.put(doc)
+        names.append(doc["metadata"]["name"])
+    for name in names:
+        await h.cluster_pass(name)
+    # One head and one worker template: two dry-runs for three clusters.
+    assert h.kube.requests["create-dry-run"] == 2
+    assert all(h.pods(name, "head") for name in names)
+
+
+async def test_events_of_a_deleted_cluster_send_nothing(harness: Harness, manifests: Path) -> None:
+    h = harness
+    doc = load(manifests, SAMPLE, "RayCluster")
+    h.kube.put(doc)
+    name = doc["metadata"]["name"]
+    await h.cluster_pass(name)
+    await h.kube.delete(RAYCLUSTERS, NS, name)
+    h.kube.reset_counts()
+    # Its pods' events still queue it: the cache says it is gone, so no GET (404).
+    for _ in range(3):
+        await h.cluster_pass(name)
+    assert h.kube.requests == {}

@@ -63,7 +63,7 @@ opens for a registered handler, or a rule of a Role the operator creates.
   verbs: ["patch"]
 - apiGroups: ["ray.io"]
   resources: ["rayservices"]
-  verbs: ["get", "list", "patch", "watch"]
+  verbs: ["list", "patch", "watch"]
 - apiGroups: ["ray.io"]
   resources: ["rayservices/finalizers"]
   verbs: ["update"]

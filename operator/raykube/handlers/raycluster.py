@@ -81,7 +81,14 @@ async def reconcile(ctl: Controller, key: Key) -> float | None:
 async def _reconcile(ctl: Controller, key: Key) -> float | None:
     rt = ctl.rt
     await rt.indexed.wait()
-    obj = rt.cached_cluster(key) or await rt.kube.get(RAYCLUSTERS, *key)
+    # The watch cache is complete once indexed: a cluster missing from it is
+    # gone, and the pod and Service events of a deleted cluster must not each
+    # cost a GET answered 404.
+    obj = (
+        rt.cached_cluster(key)
+        if rt.cluster_objects is not None
+        else await rt.kube.get(RAYCLUSTERS, *key)
+    )
     if obj is None or obj["metadata"].get("deletionTimestamp"):
         ctl.forget(key)
         return None
@@ -206,15 +213,16 @@ async def ensure_pods(
     if plan.empty:
         return None
     if plan.create_head or plan.create_workers:
-        # Templates are judged once per content, not before every creation.
-        fingerprint = hashing.digest(_templates(cluster))
-        record = ctl.seen(key)
-        if record.applied.get("dry-run") != fingerprint:
+        # Templates are judged once per content and namespace (admission may
+        # differ by namespace), across clusters: a hundred clusters of one
+        # template cost one pair of dry-runs, not a hundred.
+        fingerprint = hashing.digest([key[0], _templates(cluster)])
+        if not rt.judged.seen(fingerprint):
             failure = await _dry_run_templates(rt, cluster, ctx)
             if failure is not None:
                 ctl.warn_once(key, obj, *failure)
                 return failure
-            record.applied["dry-run"] = fingerprint
+            rt.judged.add(fingerprint)
     await _delete_pods(ctl, key, obj, plan)
     return await _create_pods(ctl, key, obj, cluster, ctx, plan)
 

@@ -116,7 +116,8 @@ async def reconcile(sc: ServiceController, key: Key) -> float | None:
 async def _reconcile(sc: ServiceController, key: Key) -> float | None:
     rt, ctl = sc.rt, sc.ctl
     await rt.indexed.wait()
-    obj = sc.cached(key) or await rt.kube.get(RAYSERVICES, *key)
+    # Complete once indexed: missing from the cache is gone (no GET for a 404).
+    obj = sc.cached(key)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
         ctl.forget(key)  # owned clusters and Services go with it (owner references)
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -79,6 +80,34 @@ class Expectations:
         self.deletes.pop(key, None)
 
 
+#: Template fingerprints remembered: enough for every distinct template of a big
+#: cluster, bounded so that generated templates cannot grow the set for ever.
+JUDGED_TEMPLATES = 4096
+
+
+class Recent:
+    """A bounded set: the oldest entry goes when a new one would exceed ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, item: str) -> bool:
+        if item in self._items:
+            self._items.move_to_end(item)
+            return True
+        return False
+
+    def add(self, item: str) -> None:
+        self._items[item] = None
+        self._items.move_to_end(item)
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 @dataclass
 class Runtime:
     """What both controllers share: the clients, the child indices, event posting."""
@@ -89,6 +118,8 @@ class Runtime:
     services: IndexLike
     cluster_objects: IndexLike | None = None
     expectations: Expectations = field(default_factory=Expectations)
+    #: Pod template contents (with their namespace) the API server accepted in a dry-run.
+    judged: Recent = field(default_factory=lambda: Recent(JUDGED_TEMPLATES))
     #: Set once kopf has filled the indices (the first handler call).
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
     _events: asyncio.Queue[tuple[Mapping[str, Any], str, str, str]] | None = None
