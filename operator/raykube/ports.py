@@ -24,6 +24,14 @@ DEFAULT_HEAD_PORTS: dict[str, int] = {
 }
 #: Worker pods expose only the metrics port by default.
 DEFAULT_WORKER_PORTS: dict[str, int] = {"metrics": METRICS_PORT}
+#: What KubeRay writes as every head Service port's ``appProtocol``.
+SERVICE_APP_PROTOCOL = "tcp"
+
+
+def head_defaults(gcs_port: int = GCS_PORT) -> dict[str, int]:
+    """The head's default container ports, the GCS on ``gcs_port`` (the head's
+    ``rayStartParams.port``, where ``ray start --head`` really listens)."""
+    return {**DEFAULT_HEAD_PORTS, "gcs-server": gcs_port}
 
 
 def container_ports(
@@ -39,15 +47,18 @@ def container_ports(
     return ports
 
 
-def service_ports(head_container_ports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def service_ports(
+    head_container_ports: Sequence[Mapping[str, Any]], gcs_port: int = GCS_PORT
+) -> list[dict[str, Any]]:
     """Service ports for a head's named container ports, KubeRay's defaults filled in."""
-    ports = container_ports({"ports": list(head_container_ports)}, DEFAULT_HEAD_PORTS)
+    ports = container_ports({"ports": list(head_container_ports)}, head_defaults(gcs_port))
     return [
         {
             "name": p["name"],
             "port": p["containerPort"],
             "targetPort": p["containerPort"],
             "protocol": p.get("protocol", "TCP"),
+            "appProtocol": SERVICE_APP_PROTOCOL,
         }
         for p in ports
         if p.get("name")

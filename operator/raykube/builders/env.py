@@ -1,7 +1,8 @@
 """Environment of the Ray container (pure).
 
 Values the pod only knows at run time (its own name, namespace, group) come
-from the downward API, so one pod template serves every replica.
+from the downward API, so one pod template serves every replica. A variable
+the user's container already sets is never added (the user's value wins).
 """
 
 from __future__ import annotations
@@ -12,10 +13,37 @@ from typing import Any
 from raykube.builders import labels
 from raykube.builders.labels import NodeType
 from raykube.models.raycluster import RayCluster
-from raykube.ports import GCS_PORT
 
 #: Lets worker raylets outlive a GCS restart long enough for it to come back.
 GCS_RECONNECT_TIMEOUT_S = "600"
+#: On every Ray container (KubeRay's): the dashboard shows the pod's disk usage.
+DISK_USAGE = {"RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE": "1"}
+#: On every Ray container of a RayService's cluster (KubeRay's): Serve fails
+#: over quickly when a node or the GCS is gone instead of waiting on timeouts.
+SERVE_SLA = {
+    "RAY_timeout_ms_task_wait_for_death_info": "0",
+    "RAY_gcs_server_request_timeout_seconds": "5",
+    "RAY_SERVE_KV_TIMEOUT_S": "5",
+}
+
+
+def gcs_fault_tolerant(cluster: RayCluster) -> bool:
+    """GCS fault tolerance as KubeRay reads it: ``gcsFaultToleranceOptions``, or
+    the older ``ray.io/ft-enabled: "true"`` annotation on the RayCluster."""
+    if cluster.spec.gcs_fault_tolerance_options is not None:
+        return True
+    return cluster.metadata.annotations.get(labels.FT_ENABLED, "").lower() == "true"
+
+
+def storage_namespace(cluster: RayCluster) -> str:
+    """Ray's ``external_storage_namespace`` (its keys' prefix in Redis):
+    ``externalStorageNamespace``, else the RayCluster's
+    ``ray.io/external-storage-namespace`` annotation, else its UID."""
+    ft = cluster.spec.gcs_fault_tolerance_options
+    if ft is not None and ft.external_storage_namespace:
+        return ft.external_storage_namespace
+    chosen = cluster.metadata.annotations.get(labels.EXTERNAL_STORAGE_NAMESPACE)
+    return chosen or cluster.metadata.uid or cluster.metadata.name
 
 
 def _field(path: str) -> dict[str, Any]:
@@ -23,12 +51,16 @@ def _field(path: str) -> dict[str, Any]:
 
 
 def _gcs_ft_env(cluster: RayCluster, node_type: NodeType) -> dict[str, dict[str, Any]]:
-    ft = cluster.spec.gcs_fault_tolerance_options
-    if ft is None:
+    if not gcs_fault_tolerant(cluster):
         return {}
     if node_type == "worker":
         return {"RAY_gcs_rpc_server_reconnect_timeout_s": {"value": GCS_RECONNECT_TIMEOUT_S}}
-    env: dict[str, dict[str, Any]] = {}
+    env: dict[str, dict[str, Any]] = {
+        "RAY_external_storage_namespace": {"value": storage_namespace(cluster)}
+    }
+    ft = cluster.spec.gcs_fault_tolerance_options
+    if ft is None:
+        return env
     if ft.redis_address:
         env["RAY_REDIS_ADDRESS"] = {"value": ft.redis_address}
     password = ft.redis_password
@@ -36,8 +68,6 @@ def _gcs_ft_env(cluster: RayCluster, node_type: NodeType) -> dict[str, dict[str,
         env["REDIS_PASSWORD"] = {"valueFrom": dict(password.value_from)}
     elif password is not None and password.value is not None:
         env["REDIS_PASSWORD"] = {"value": password.value}
-    namespace = ft.external_storage_namespace or cluster.metadata.uid or cluster.metadata.name
-    env["RAY_external_storage_namespace"] = {"value": namespace}
     return env
 
 
@@ -47,8 +77,13 @@ def ray_env(
     container: Mapping[str, Any],
     start_command: str,
     cluster_domain: str,
+    head_port: str,
+    serve: bool = False,
 ) -> list[dict[str, Any]]:
-    """The user's env first (theirs win), then every variable Ray expects."""
+    """The user's env first (theirs win), then every variable Ray expects.
+
+    ``head_port`` is the GCS port (the head's ``rayStartParams.port``);
+    ``serve``: the cluster belongs to a RayService."""
     ours: dict[str, dict[str, Any]] = {
         "RAY_CLUSTER_NAME": _field(f"metadata.labels['{labels.CLUSTER}']"),
         "RAY_CLUSTER_NAMESPACE": _field("metadata.namespace"),
@@ -56,15 +91,19 @@ def ray_env(
         "RAY_NODE_TYPE_NAME": _field(f"metadata.labels['{labels.GROUP}']"),
         "KUBERAY_GEN_RAY_START_CMD": {"value": start_command},
         "RAY_USAGE_STATS_KUBERAY_IN_USE": {"value": "1"},
+        "RAY_PORT": {"value": head_port},
     }
     if node_type == "head":
-        ours["RAY_ADDRESS"] = {"value": f"127.0.0.1:{GCS_PORT}"}
+        ours["RAY_ADDRESS"] = {"value": f"127.0.0.1:{head_port}"}
     else:
         svc = labels.head_service_name(cluster.metadata.name)
         fqdn = f"{svc}.{cluster.metadata.namespace}.svc.{cluster_domain}"
         ours["RAY_IP"] = {"value": fqdn}
         ours["FQ_RAY_IP"] = {"value": fqdn}
-        ours["RAY_ADDRESS"] = {"value": f"{fqdn}:{GCS_PORT}"}
+        ours["RAY_ADDRESS"] = {"value": f"{fqdn}:{head_port}"}
+    ours.update({k: {"value": v} for k, v in DISK_USAGE.items()})
+    if serve:
+        ours.update({k: {"value": v} for k, v in SERVE_SLA.items()})
     ours.update(_gcs_ft_env(cluster, node_type))
     env = [dict(e) for e in container.get("env") or []]
     present = {e.get("name") for e in env}

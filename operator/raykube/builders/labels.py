@@ -57,6 +57,13 @@ def head_selector_labels(cluster: str) -> dict[str, str]:
     return {CLUSTER: cluster, NODE_TYPE: "head"}
 
 
+def head_service_selector(cluster: str) -> dict[str, str]:
+    """The RayCluster's head Service selects what KubeRay's does, except
+    ``app.kubernetes.io/created-by``: a head pod KubeRay created before the
+    switch to raykube (``kuberay-operator``) must stay selected."""
+    return {**head_selector_labels(cluster), IDENTIFIER: f"{cluster}-head", APP_NAME: "kuberay"}
+
+
 def serve_selector_labels(cluster: str) -> dict[str, str]:
     return {CLUSTER: cluster, SERVE: "true"}
 
@@ -67,6 +74,12 @@ RAYSERVICE_KIND = "RayService"
 
 #: On a RayCluster and its head pod (KubeRay's): GCS fault tolerance is on.
 FT_ENABLED = "ray.io/ft-enabled"
+#: On a RayCluster (optional) and its head pod (KubeRay's): the prefix of the
+#: cluster's keys in Redis (Ray's ``external_storage_namespace``).
+EXTERNAL_STORAGE_NAMESPACE = "ray.io/external-storage-namespace"
+#: On a RayCluster or a pod template (KubeRay's): "true" runs the Ray
+#: container's command as written, without the generated ``ray start``.
+OVERWRITE_CONTAINER_CMD = "ray.io/overwrite-container-cmd"
 #: On a RayService (KubeRay's): how long the first cluster may take to serve.
 INITIALIZING_TIMEOUT = "ray.io/initializing-timeout"
 

@@ -2,8 +2,9 @@
 
 The pod is the user's template with what Ray on Kubernetes needs added:
 labels, owner reference, the ``ray start`` command, environment, default
-ports, probes and, on the head, the autoscaler sidecar. What the user wrote
-wins wherever it does not break the operator's own contract (labels).
+ports, probes, ``/dev/shm`` for the object store and, on the head, the
+autoscaler sidecar (sharing Ray's log directory). What the user wrote wins
+wherever it does not break the operator's own contract (labels).
 """
 
 from __future__ import annotations
@@ -16,17 +17,37 @@ from typing import Any
 
 from raykube.builders import labels, owners, probes
 from raykube.builders.autoscaler import autoscaler_container
-from raykube.builders.env import ray_env
+from raykube.builders.env import gcs_fault_tolerant, ray_env, storage_namespace
 from raykube.builders.labels import NodeType
+from raykube.builders.quantities import parse
 from raykube.builders.ray_start import (
     container_shell,
+    gcs_port_number,
+    head_port,
+    keeps_user_command,
     ray_start_command,
 )
 from raykube.models.clusterspec import WorkerGroupSpec
 from raykube.models.raycluster import RayCluster
-from raykube.ports import DEFAULT_HEAD_PORTS, DEFAULT_WORKER_PORTS, container_ports
+from raykube.ports import (
+    DASHBOARD_AGENT_PORT,
+    DASHBOARD_PORT,
+    DEFAULT_WORKER_PORTS,
+    container_ports,
+    head_defaults,
+    named_port,
+)
 
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the API server's generateName alphabet
+
+#: The object store's shared memory: an in-memory emptyDir at /dev/shm, as
+#: large as the Ray container's memory limit (else request), unless the user
+#: mounts /dev/shm or moves the store (``plasma-directory``).
+SHM_VOLUME, SHM_PATH = "shared-mem", "/dev/shm"
+PLASMA_DIRECTORY = "plasma-directory"
+#: Ray's logs, shared by the head's Ray container and the autoscaler sidecar
+#: (Ray's autoscaler writes events there that the head reads).
+LOGS_VOLUME, LOGS_PATH = "ray-logs", "/tmp/ray"
 
 
 def random_suffix() -> str:
@@ -50,16 +71,73 @@ def head_service_fqdn(cluster: RayCluster, ctx: BuildContext) -> str:
     return f"{svc}.{cluster.metadata.namespace}.svc.{ctx.cluster_domain}"
 
 
+def head_gcs_address(cluster: RayCluster, ctx: BuildContext) -> str:
+    """Where workers join: the head Service at the head's GCS port."""
+    port = head_port(cluster.spec.head_group_spec.ray_start_params)
+    return f"{head_service_fqdn(cluster, ctx)}:{port}"
+
+
+def _param_port(params: Mapping[str, Any], key: str, default: int) -> int:
+    value = str(params.get(key, default))
+    return int(value) if value.isdigit() and 0 < int(value) < 65536 else default
+
+
 def _with_probes(
-    container: dict[str, Any], node_type: NodeType, ray_version: str | None, ctx: BuildContext
+    container: dict[str, Any],
+    node_type: NodeType,
+    ray_version: str | None,
+    params: Mapping[str, Any],
+    ctx: BuildContext,
 ) -> None:
-    container.setdefault("livenessProbe", probes.ray_probe(node_type, ray_version, liveness=True))
+    ports = {
+        "agent_port": _param_port(params, "dashboard-agent-listen-port", DASHBOARD_AGENT_PORT),
+        "dashboard_port": _param_port(params, "dashboard-port", DASHBOARD_PORT),
+    }
+    container.setdefault(
+        "livenessProbe", probes.ray_probe(node_type, ray_version, liveness=True, **ports)
+    )
     if node_type == "worker" and ctx.serve_readiness:
-        container.setdefault("readinessProbe", probes.serve_readiness_probe())
+        serve_port = named_port(container.get("ports") or [], "serve")
+        container.setdefault(
+            "readinessProbe", probes.serve_readiness_probe(serve_port, ports["agent_port"])
+        )
     else:
         container.setdefault(
-            "readinessProbe", probes.ray_probe(node_type, ray_version, liveness=False)
+            "readinessProbe", probes.ray_probe(node_type, ray_version, liveness=False, **ports)
         )
+
+
+def _memory(container: Mapping[str, Any]) -> Any:
+    resources = container.get("resources") or {}
+    for kind in ("limits", "requests"):
+        value = (resources.get(kind) or {}).get("memory")
+        if value is not None and parse(value) > 0:
+            return value
+    return None
+
+
+def add_empty_dir(
+    spec: dict[str, Any], container: dict[str, Any], name: str, path: str, memory: bool = False
+) -> None:
+    """Mount an emptyDir ``name`` at ``path`` in ``container``, unless something
+    is mounted there already; the volume is added unless the pod has one of that
+    name. In memory, it is as large as the container's memory limit (else request)."""
+    mounts = container.get("volumeMounts") or []
+    volumes = spec.get("volumes") or []
+    if not isinstance(mounts, list) or not isinstance(volumes, list):
+        return  # a shape the API server refuses anyway (the dry run reports it)
+    if any(isinstance(m, dict) and m.get("mountPath") == path for m in mounts):
+        return
+    spec["volumes"] = volumes
+    if not any(isinstance(v, dict) and v.get("name") == name for v in volumes):
+        empty_dir: dict[str, Any] = {}
+        size = _memory(container) if memory else None
+        if memory:
+            empty_dir["medium"] = "Memory"
+        if size is not None:
+            empty_dir["sizeLimit"] = str(size)
+        volumes.append({"name": name, "emptyDir": empty_dir})
+    container["volumeMounts"] = [*mounts, {"name": name, "mountPath": path}]
 
 
 def _pod_metadata(
@@ -76,6 +154,15 @@ def _pod_metadata(
     }
 
 
+def _overwrite_command(cluster: RayCluster, template: Mapping[str, Any]) -> bool:
+    """``ray.io/overwrite-container-cmd: "true"`` on the RayCluster or the pod template."""
+    template_annotations = (template.get("metadata") or {}).get("annotations") or {}
+    return any(
+        str(a.get(labels.OVERWRITE_CONTAINER_CMD, "")).lower() == "true"
+        for a in (cluster.metadata.annotations, template_annotations)
+    )
+
+
 def _build_pod(
     cluster: RayCluster,
     template: Mapping[str, Any],
@@ -88,12 +175,27 @@ def _build_pod(
     tpl = copy.deepcopy(dict(template))
     spec: dict[str, Any] = tpl.get("spec") or {}
     container: dict[str, Any] = spec["containers"][0]
-    start = ray_start_command(node_type, params, container, head_service_fqdn(cluster, ctx))
-    container["command"], container["args"] = container_shell(container, start)
-    container["env"] = ray_env(cluster, node_type, container, start, ctx.cluster_domain)
-    defaults = DEFAULT_HEAD_PORTS if node_type == "head" else DEFAULT_WORKER_PORTS
-    container["ports"] = container_ports(container, defaults)
-    _with_probes(container, node_type, cluster.spec.ray_version, ctx)
+    autoscaling = bool(cluster.spec.enable_in_tree_autoscaling)
+    start = ray_start_command(
+        node_type, params, container, head_gcs_address(cluster, ctx), autoscaling
+    )
+    if not keeps_user_command(container, _overwrite_command(cluster, template)):
+        container["command"], container["args"] = container_shell(container, start)
+    head_params = cluster.spec.head_group_spec.ray_start_params
+    container["env"] = ray_env(
+        cluster,
+        node_type,
+        container,
+        start,
+        ctx.cluster_domain,
+        head_port(head_params),
+        serve=ctx.serve_readiness,
+    )
+    defaults = head_defaults(gcs_port_number(head_params)) if node_type == "head" else None
+    container["ports"] = container_ports(container, defaults or DEFAULT_WORKER_PORTS)
+    _with_probes(container, node_type, cluster.spec.ray_version, params, ctx)
+    if PLASMA_DIRECTORY not in params:
+        add_empty_dir(spec, container, SHM_VOLUME, SHM_PATH, memory=True)
     spec.setdefault("restartPolicy", "Always")
     own = labels.pod_labels(cluster.metadata.name, node_type, group, ctx.created_by)
     return {
@@ -115,13 +217,18 @@ def build_head_pod(
         # The shell expands it from the env var, so the secret never lands in the spec.
         params.setdefault("redis-password", "$REDIS_PASSWORD")
     pod = _build_pod(cluster, head.template, "head", labels.HEAD_GROUP, params, name, ctx)
-    if ft is not None:
-        pod["metadata"]["annotations"][labels.FT_ENABLED] = "true"
+    annotations = pod["metadata"]["annotations"]
+    fault_tolerant = gcs_fault_tolerant(cluster)
+    annotations[labels.FT_ENABLED] = "true" if fault_tolerant else "false"
+    if fault_tolerant:
+        annotations[labels.EXTERNAL_STORAGE_NAMESPACE] = storage_namespace(cluster)
     if cluster.spec.enable_in_tree_autoscaling:
-        pod["spec"]["containers"].append(autoscaler_container(cluster))
-        pod["spec"].setdefault(
-            "serviceAccountName", labels.autoscaler_account_name(cluster.metadata.name)
-        )
+        spec = pod["spec"]
+        sidecar = autoscaler_container(cluster)
+        spec["containers"].append(sidecar)
+        spec.setdefault("serviceAccountName", labels.autoscaler_account_name(cluster.metadata.name))
+        add_empty_dir(spec, spec["containers"][0], LOGS_VOLUME, LOGS_PATH)
+        add_empty_dir(spec, sidecar, LOGS_VOLUME, LOGS_PATH)
     return pod
 
 

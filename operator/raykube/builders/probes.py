@@ -4,6 +4,11 @@ Ray >= 2.53 serves ``/api/healthz`` on the dashboard agent port, so a plain
 httpGet probe works. Older Ray only has ``/api/local_raylet_healthz`` (agent)
 and ``/api/gcs_healthz`` (dashboard, head only): those are checked by a short
 Python command, since every Ray image has Python but not every one has wget.
+
+Timing is KubeRay's: the head's probes wait 5 s for an answer (its dashboard
+and GCS answer more slowly under load), a worker's 2 s. A worker of a
+RayService is ready only while both its raylet and its Serve proxy (on the
+container's ``serve`` port) answer.
 """
 
 from __future__ import annotations
@@ -39,39 +44,59 @@ def python_http_check(urls: list[str]) -> list[str]:
     return ["python3", "-c", f"import urllib.request; {checks}"]
 
 
-def _timing(liveness: bool) -> dict[str, int]:
+#: Seconds a probe waits for an answer: the head's, a worker's.
+HEAD_TIMEOUT_SECONDS = 5
+WORKER_TIMEOUT_SECONDS = 2
+
+
+def _timing(liveness: bool, node_type: NodeType = "worker") -> dict[str, int]:
+    timeout = HEAD_TIMEOUT_SECONDS if node_type == "head" else WORKER_TIMEOUT_SECONDS
     if liveness:
         return {
             "initialDelaySeconds": 30,
             "periodSeconds": 5,
-            "timeoutSeconds": 2,
+            "timeoutSeconds": timeout,
             "successThreshold": 1,
             "failureThreshold": 120,
         }
     return {
         "initialDelaySeconds": 10,
         "periodSeconds": 5,
-        "timeoutSeconds": 2,
+        "timeoutSeconds": timeout,
         "successThreshold": 1,
         "failureThreshold": 10,
     }
 
 
-def ray_probe(node_type: NodeType, ray_version: str | None, liveness: bool) -> dict[str, Any]:
+def raylet_url(agent_port: int = DASHBOARD_AGENT_PORT) -> str:
+    return f"http://localhost:{agent_port}/api/local_raylet_healthz"
+
+
+def ray_probe(
+    node_type: NodeType,
+    ray_version: str | None,
+    liveness: bool,
+    agent_port: int = DASHBOARD_AGENT_PORT,
+    dashboard_port: int = DASHBOARD_PORT,
+) -> dict[str, Any]:
     if has_http_healthz(ray_version):
-        action: dict[str, Any] = {"httpGet": {"path": "/api/healthz", "port": DASHBOARD_AGENT_PORT}}
+        action: dict[str, Any] = {"httpGet": {"path": "/api/healthz", "port": agent_port}}
     else:
-        urls = [f"http://localhost:{DASHBOARD_AGENT_PORT}/api/local_raylet_healthz"]
+        urls = [raylet_url(agent_port)]
         if node_type == "head":
-            urls.append(f"http://localhost:{DASHBOARD_PORT}/api/gcs_healthz")
+            urls.append(f"http://localhost:{dashboard_port}/api/gcs_healthz")
         action = {"exec": {"command": python_http_check(urls)}}
-    return {**action, **_timing(liveness)}
+    return {**action, **_timing(liveness, node_type)}
 
 
-def serve_readiness_probe() -> dict[str, Any]:
-    """A worker of a RayService is ready only once its Serve proxy answers."""
+def serve_readiness_probe(
+    serve_port: int = SERVE_PORT, agent_port: int = DASHBOARD_AGENT_PORT
+) -> dict[str, Any]:
+    """A worker of a RayService is ready only while its raylet and its Serve
+    proxy (``serve_port``: the container's ``serve`` port) both answer."""
+    urls = [raylet_url(agent_port), f"http://localhost:{serve_port}/-/healthz"]
     return {
-        "httpGet": {"path": "/-/healthz", "port": SERVE_PORT},
+        "exec": {"command": python_http_check(urls)},
         **_timing(liveness=False),
         "failureThreshold": 1,
     }

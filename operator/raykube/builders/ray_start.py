@@ -1,9 +1,11 @@
 """The ``ray start`` command line, as KubeRay renders it.
 
 Users' images and habits depend on the exact flags: sorted ``--key=value``
-from ``rayStartParams`` (value ``"true"`` becomes a bare flag), defaults for
-the dashboard and metrics, and the resources Ray should advertise read from
-the container's limits (else requests).
+from ``rayStartParams`` (value ``"true"`` becomes a bare flag, ``"false"``
+leaves the flag out, except for the options that take true/false as a value),
+defaults for the dashboard and metrics, and the resources Ray should advertise
+read from the container's limits (else requests). Workers join the GCS at the
+head's ``rayStartParams.port``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from raykube.ports import DASHBOARD_AGENT_PORT, GCS_PORT, METRICS_PORT
 # Extended resources that are GPUs even though their name does not end in
 # "gpu" (NVIDIA MIG slices such as nvidia.com/mig-1g.5gb).
 _GPU_PREFIXES = ("nvidia.com/mig-",)
+#: Options whose value may be true/false (or more): always ``--key=value``.
+_VALUED_BOOLEANS = frozenset({"log-color", "include-dashboard"})
+#: The head runs no monitor of its own when Ray's autoscaler is its sidecar.
+NO_MONITOR = "no-monitor"
+#: A user command containing this is the user's own ``ray start``: left as written.
+RAY_START = "ray start"
+ULIMIT = "ulimit -n 65536"
 
 
 def _resources(container: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
@@ -59,8 +68,22 @@ def resource_params(container: Mapping[str, Any]) -> dict[str, str]:
     return params
 
 
+def head_port(head_params: Mapping[str, Any]) -> str:
+    """The GCS port: the head's ``rayStartParams.port``, else Ray's default."""
+    return str(head_params.get("port", GCS_PORT))
+
+
+def gcs_port_number(head_params: Mapping[str, Any]) -> int:
+    """:func:`head_port` as a number (Ray's default when it is not one)."""
+    port = head_port(head_params)
+    return int(port) if port.isdigit() and 0 < int(port) < 65536 else GCS_PORT
+
+
 def effective_params(
-    node_type: NodeType, user: Mapping[str, str], container: Mapping[str, Any]
+    node_type: NodeType,
+    user: Mapping[str, str],
+    container: Mapping[str, Any],
+    autoscaling: bool = False,
 ) -> dict[str, str]:
     """User params win over derived resources, which win over defaults."""
     params: dict[str, str] = {"metrics-export-port": str(METRICS_PORT)}
@@ -70,6 +93,8 @@ def effective_params(
     params.update(resource_params(container))
     params.update({k: str(v) for k, v in user.items()})
     params["block"] = "true"
+    if node_type == "head" and autoscaling:
+        params[NO_MONITOR] = "true"
     return params
 
 
@@ -82,8 +107,11 @@ def render_flags(params: Mapping[str, str]) -> list[str]:
     flags = []
     for key in sorted(params):
         value = params[key]
-        if value.lower() == "true":
+        boolean = value.lower() in ("true", "false") and key not in _VALUED_BOOLEANS
+        if boolean and value.lower() == "true":
             flags.append(f"--{key}")
+        elif boolean:
+            continue  # "false": the switch is off, so the flag is left out
         elif _is_env_reference(value):
             # Expanded by the container's shell, e.g. --redis-password=$REDIS_PASSWORD.
             flags.append(f"--{key}={value}")
@@ -96,24 +124,37 @@ def ray_start_command(
     node_type: NodeType,
     user_params: Mapping[str, str],
     container: Mapping[str, Any],
-    head_address: str,
+    gcs_address: str,
+    autoscaling: bool = False,
 ) -> str:
-    """``ray start --head ...`` or ``ray start --address=<head>:<gcs port> ...``."""
-    params = effective_params(node_type, user_params, container)
+    """``ray start --head ...`` or ``ray start --address=<head svc>:<head port> ...``
+    (``gcs_address``; a worker's own ``address`` param wins)."""
+    params = effective_params(node_type, user_params, container, autoscaling)
     first = ["ray", "start"]
     if node_type == "head":
         first.append("--head")
         params.pop("address", None)
     else:
-        port = params.pop("port", str(GCS_PORT))
-        first.append(f"--address={head_address}:{port}")
+        first.append(f"--address={params.pop('address', gcs_address)}")
     return " ".join(first + render_flags(params))
+
+
+def user_command(container: Mapping[str, Any]) -> str:
+    """The container's command and args as one shell line, each word padded
+    by a space on either side (KubeRay's spacing, kept so both read alike)."""
+    words = [*(container.get("command") or []), *(container.get("args") or [])]
+    return "".join(f" {w} " for w in words)
+
+
+def keeps_user_command(container: Mapping[str, Any], overwrite: bool) -> bool:
+    """The user's command runs as written: it starts Ray itself (contains
+    ``ray start``), or the ``ray.io/overwrite-container-cmd`` annotation says so."""
+    return overwrite or RAY_START in user_command(container)
 
 
 def container_shell(container: Mapping[str, Any], ray_start: str) -> tuple[list[str], list[str]]:
     """The command/args of the Ray container: the user's own command, if any,
-    runs first (as a prefix), then ``ray start``."""
-    prefix = " ".join([*container.get("command", []), *container.get("args", [])]).strip()
-    script = "ulimit -n 65536; "
-    script += f"{prefix} && {ray_start}" if prefix else ray_start
-    return ["/bin/bash", "-c", "--"], [script]
+    runs first (``<cmd> && ulimit -n 65536; ray start ...``), as in KubeRay."""
+    prefix = user_command(container)
+    script = f"{ULIMIT}; {ray_start}"
+    return ["/bin/bash", "-c", "--"], [f"{prefix} && {script}" if prefix.strip() else script]

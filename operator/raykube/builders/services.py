@@ -7,12 +7,17 @@ from typing import Any
 from raykube import ports
 from raykube.builders import labels, owners
 from raykube.builders.pods import BuildContext
+from raykube.builders.ray_start import gcs_port_number
 from raykube.models.raycluster import RayCluster
 
 
 def head_ports(cluster: RayCluster) -> list[dict[str, Any]]:
-    """Service ports for the head container's named ports, KubeRay's defaults filled in."""
-    return ports.service_ports(cluster.spec.head_group_spec.ray_container().get("ports") or [])
+    """Service ports for the head container's named ports, KubeRay's defaults
+    filled in (the GCS's at the head's ``rayStartParams.port``)."""
+    head = cluster.spec.head_group_spec
+    return ports.service_ports(
+        head.ray_container().get("ports") or [], gcs_port_number(head.ray_start_params)
+    )
 
 
 def build_head_service(cluster: RayCluster, ctx: BuildContext) -> dict[str, Any]:
@@ -28,7 +33,7 @@ def build_head_service(cluster: RayCluster, ctx: BuildContext) -> dict[str, Any]
     spec: dict[str, Any] = {
         **over_spec,
         "type": str(head.service_type) if head.service_type else over_spec.get("type", "ClusterIP"),
-        "selector": labels.head_selector_labels(name),
+        "selector": labels.head_service_selector(name),
         "ports": over_spec.get("ports") or head_ports(cluster),
         # Workers must reach the GCS before the head passes its readiness probe.
         "publishNotReadyAddresses": True,
