@@ -68,7 +68,12 @@ def test_sample_cluster_comes_up_with_kuberay_shaped_pods(
     args = head["spec"]["containers"][0]["args"][0]
     assert "ray start --head" in args and "--dashboard-host=0.0.0.0" in args
     svc = get_json(control_plane, "service", f"{name}-head-svc", "-n", namespace)
-    assert svc["spec"]["selector"] == {"ray.io/cluster": name, "ray.io/node-type": "head"}
+    assert svc["spec"]["selector"] == {
+        "ray.io/cluster": name,
+        "ray.io/node-type": "head",
+        "ray.io/identifier": f"{name}-head",
+        "app.kubernetes.io/name": "kuberay",
+    }
     stored = get_json(control_plane, "raycluster", name, "-n", namespace)
     group = stored["spec"]["workerGroupSpecs"][0]
     assert group["scaleStrategy"] == {} or "workersToDelete" not in group["scaleStrategy"]
