@@ -23,6 +23,7 @@ from raykube.builders.quantities import parse
 from raykube.builders.ray_start import (
     container_shell,
     gcs_port_number,
+    group_params,
     head_port,
     keeps_user_command,
     ray_start_command,
@@ -171,6 +172,7 @@ def _build_pod(
     params: Mapping[str, str],
     name: str,
     ctx: BuildContext,
+    node_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     tpl = copy.deepcopy(dict(template))
     spec: dict[str, Any] = tpl.get("spec") or {}
@@ -197,7 +199,11 @@ def _build_pod(
     if PLASMA_DIRECTORY not in params:
         add_empty_dir(spec, container, SHM_VOLUME, SHM_PATH, memory=True)
     spec.setdefault("restartPolicy", "Always")
-    own = labels.pod_labels(cluster.metadata.name, node_type, group, ctx.created_by)
+    # The group's Ray node labels are pod labels too; ours still win.
+    own = {
+        **(node_labels or {}),
+        **labels.pod_labels(cluster.metadata.name, node_type, group, ctx.created_by),
+    }
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -211,12 +217,14 @@ def build_head_pod(
 ) -> dict[str, Any]:
     head = cluster.spec.head_group_spec
     name = labels.head_pod_prefix(cluster.metadata.name) + (suffix or random_suffix())
-    params = dict(head.ray_start_params)
+    params = group_params(head.ray_start_params, head.resources, head.labels)
     ft = cluster.spec.gcs_fault_tolerance_options
     if ft is not None and ft.redis_password is not None:
         # The shell expands it from the env var, so the secret never lands in the spec.
         params.setdefault("redis-password", "$REDIS_PASSWORD")
-    pod = _build_pod(cluster, head.template, "head", labels.HEAD_GROUP, params, name, ctx)
+    pod = _build_pod(
+        cluster, head.template, "head", labels.HEAD_GROUP, params, name, ctx, head.labels
+    )
     annotations = pod["metadata"]["annotations"]
     fault_tolerant = gcs_fault_tolerant(cluster)
     annotations[labels.FT_ENABLED] = "true" if fault_tolerant else "false"
@@ -241,7 +249,8 @@ def build_worker_pod(
         group.template,
         "worker",
         group.group_name,
-        group.ray_start_params,
+        group_params(group.ray_start_params, group.resources, group.labels),
         prefix + (suffix or random_suffix()),
         ctx,
+        group.labels,
     )

@@ -10,6 +10,7 @@ head's ``rayStartParams.port``.
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -66,6 +67,37 @@ def resource_params(container: Mapping[str, Any]) -> dict[str, str]:
     if gpus > 0:
         params["num-gpus"] = str(gpus)
     return params
+
+
+#: A group's ``resources`` keys that are ``ray start`` flags of their own.
+_RESOURCE_FLAGS = {"CPU": "num-cpus", "GPU": "num-gpus", "memory": "memory"}
+
+
+def group_params(
+    params: Mapping[str, str],
+    resources: Mapping[str, str] | None,
+    node_labels: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """``rayStartParams`` with a group's ``resources`` and ``labels`` applied.
+
+    ``resources`` win over the params: ``CPU``, ``GPU`` and ``memory`` become
+    ``--num-cpus``, ``--num-gpus`` and ``--memory`` (quantities, rounded up; memory
+    in bytes); every other name is a custom Ray resource in ``--resources``
+    (JSON). ``labels`` become ``--labels`` (``key=value``, comma-separated)."""
+    out = dict(params)
+    custom: dict[str, float] = {}
+    for name, value in sorted((resources or {}).items()):
+        flag = _RESOURCE_FLAGS.get(name)
+        if flag is not None:
+            out[flag] = str(quantities.ceil_int(value))
+        else:
+            amount = float(quantities.parse(value))
+            custom[name] = int(amount) if amount.is_integer() else amount
+    if custom:
+        out["resources"] = json.dumps(custom, sort_keys=True, separators=(",", ":"))
+    if node_labels:
+        out["labels"] = ",".join(f"{k}={v}" for k, v in sorted(node_labels.items()))
+    return out
 
 
 def head_port(head_params: Mapping[str, Any]) -> str:

@@ -28,6 +28,7 @@ from raykube.handlers.kit import Controller
 from raykube.handlers.runtime import Runtime
 from raykube.handlers.workqueue import Key, WorkQueue
 from raykube.models.base import validation_message
+from raykube.models.clusterspec import ManagedBy
 from raykube.models.raycluster import RayCluster, parse_raycluster
 from raykube.timefmt import now_iso
 
@@ -98,6 +99,8 @@ async def _reconcile(ctl: Controller, key: Key) -> float | None:
     except ValidationError as err:
         await _report_invalid(ctl, key, obj, validation_message(err))
         return None
+    if cluster.spec.managed_by == ManagedBy.MULTIKUEUE:
+        return None  # Kueue's MultiKueue runs it on a worker cluster; nothing to do here
     ctx = build_context(rt, obj)
     if cluster.spec.enable_in_tree_autoscaling:
         await ensure_autoscaler_rbac(ctl, key, obj, cluster, ctx)

@@ -123,14 +123,17 @@ class GcsFaultToleranceOptions(KubeModel):
     backend: GcsBackend | None = Field(
         None,
         description=(
-            "Where GCS state is persisted: redis (default) or rocksdb. Cannot be changed once set."
+            "Where GCS state is persisted: redis (default); rocksdb is refused (not supported). "
+            "Cannot be changed once set."
         ),
         json_schema_extra=cel(BACKEND_FIELD_RULES),
     )
     redis_address: str | None = Field(
         None, description="host:port of the external Redis (backend redis)."
     )
-    redis_username: RedisCredential | None = Field(None, description="Redis user name.")
+    redis_username: RedisCredential | None = Field(
+        None, description="Redis user name; refused by raykube (not supported)."
+    )
     redis_password: RedisCredential | None = Field(None, description="Redis password.")
     external_storage_namespace: str | None = Field(
         None,
@@ -140,7 +143,7 @@ class GcsFaultToleranceOptions(KubeModel):
         ),
     )
     storage: OpenObject | None = Field(
-        None, description="Persistent volume settings for the rocksdb backend."
+        None, description="rocksdb volume settings; refused by raykube (rocksdb is not supported)."
     )
 
 
@@ -179,7 +182,7 @@ class AutoscalerOptions(KubeModel):
     )
     version: AutoscalerVersion | None = Field(
         None,
-        description="Autoscaler v1 or v2; by default chosen from rayVersion (v2 from Ray 2.47).",
+        description="v1 (the autoscaler raykube runs); v2 is refused (not supported).",
     )
     env: list[OpenObject] | None = Field(
         None, description="Extra environment variables (Kubernetes EnvVar) for the autoscaler."
@@ -201,7 +204,7 @@ class RayClusterUpgradeStrategy(KubeModel):
         None,
         description=(
             "None (default): running pods keep their old configuration; new pods use the new "
-            "one. Recreate: all pods are deleted and created again."
+            "one. Recreate is refused by raykube (not supported)."
         ),
     )
 
@@ -209,22 +212,28 @@ class RayClusterUpgradeStrategy(KubeModel):
 class AuthOptions(KubeModel):
     """Token authentication for the Ray dashboard and API."""
 
-    mode: AuthMode | None = Field(None, description="disabled or token (default token).")
-    secret_name: str | None = Field(
+    mode: AuthMode | None = Field(
         None,
         description=(
-            "Secret with the token under key auth_token; when unset the operator creates one."
+            "disabled or token (default token). Only disabled is accepted: raykube does not "
+            "run token authentication."
         ),
     )
+    secret_name: str | None = Field(
+        None, description="KubeRay's token Secret; not used (token mode is refused)."
+    )
     enable_k8s_token_auth: bool | None = Field(
-        None, description="Delegate token checks to the Kubernetes API server."
+        None,
+        description="KubeRay's delegation to the API server; not used (token mode is refused).",
     )
 
 
 class TLSOptions(KubeModel):
     """Mutual TLS between Ray nodes."""
 
-    enabled: bool | None = Field(None, description="Turn mutual TLS on (default off).")
+    enabled: bool | None = Field(
+        None, description="Mutual TLS; raykube refuses true (not supported)."
+    )
 
 
 class HeadGroupSpec(TemplatedGroup):
@@ -252,10 +261,10 @@ class HeadGroupSpec(TemplatedGroup):
         ),
     )
     enable_ingress: bool | None = Field(
-        None, description="Create an Ingress for the head's dashboard."
+        None, description="KubeRay's head Ingress; raykube refuses true (not supported)."
     )
     ingress_options: OpenObject | None = Field(
-        None, description="Host, path, pathType and TLS of that Ingress."
+        None, description="KubeRay's Ingress settings; refused by raykube (not supported)."
     )
     resources: StringMap | None = Field(
         None,
@@ -272,6 +281,12 @@ class HeadGroupSpec(TemplatedGroup):
     @classmethod
     def _head_service_shape(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         shapes.refuse(shapes.service_problem(value) if value is not None else None)
+        return value
+
+    @field_validator("resources")
+    @classmethod
+    def _resources_are_quantities(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        shapes.refuse(shapes.quantities_problem(value) if value is not None else None)
         return value
 
 
@@ -376,6 +391,88 @@ class WorkerGroupSpec(TemplatedGroup):
         None, description="Ray node labels of each worker; also added to the pods' labels."
     )
 
+    @field_validator("resources")
+    @classmethod
+    def _resources_are_quantities(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        shapes.refuse(shapes.quantities_problem(value) if value is not None else None)
+        return value
+
+
+def _unsupported(rule: str, field: str, why: str) -> dict[str, str]:
+    """A CEL rule refusing a KubeRay field raykube does not implement: accepted
+    and ignored it would promise what the cluster does not do."""
+    return {
+        "rule": rule,
+        "message": f"{field} is not supported by raykube: {why}",
+        "fieldPath": f".{field}",
+        "reason": "FieldValueForbidden",
+    }
+
+
+#: KubeRay 1.7 fields raykube refuses at admission (docs/api.md lists them).
+UNSUPPORTED_FIELD_RULES = [
+    _unsupported(
+        "!has(self.authOptions) || (has(self.authOptions.mode) && "
+        "self.authOptions.mode == 'disabled')",
+        "authOptions",
+        "the Ray cluster would run without token authentication; remove it or set mode: disabled",
+    ),
+    _unsupported(
+        "!has(self.tlsOptions) || !has(self.tlsOptions.enabled) || !self.tlsOptions.enabled",
+        "tlsOptions.enabled",
+        "Ray nodes would talk without TLS",
+    ),
+    _unsupported(
+        "!has(self.networkPolicy)",
+        "networkPolicy",
+        "no NetworkPolicy would be created; write your own NetworkPolicies for the pods",
+    ),
+    _unsupported(
+        "!has(self.historyServerOptions)",
+        "historyServerOptions",
+        "no history server collector would run",
+    ),
+    _unsupported(
+        "!has(self.headGroupSpec.enableIngress) || !self.headGroupSpec.enableIngress",
+        "headGroupSpec.enableIngress",
+        "no Ingress would be created; write your own Ingress for the head Service",
+    ),
+    _unsupported(
+        "!has(self.headGroupSpec.ingressOptions)",
+        "headGroupSpec.ingressOptions",
+        "no Ingress would be created",
+    ),
+    _unsupported(
+        "!has(self.gcsFaultToleranceOptions) || !has(self.gcsFaultToleranceOptions.backend) || "
+        "self.gcsFaultToleranceOptions.backend != 'rocksdb'",
+        "gcsFaultToleranceOptions.backend",
+        "rocksdb would persist nothing; use redis",
+    ),
+    _unsupported(
+        "!has(self.gcsFaultToleranceOptions) || !has(self.gcsFaultToleranceOptions.storage)",
+        "gcsFaultToleranceOptions.storage",
+        "it belongs to the rocksdb backend, which raykube does not run",
+    ),
+    _unsupported(
+        "!has(self.gcsFaultToleranceOptions) || !has(self.gcsFaultToleranceOptions.redisUsername)",
+        "gcsFaultToleranceOptions.redisUsername",
+        "Ray would connect to Redis without it; use a password (redisPassword)",
+    ),
+    _unsupported(
+        "!has(self.upgradeStrategy) || !has(self.upgradeStrategy.type) || "
+        "self.upgradeStrategy.type != 'Recreate'",
+        "upgradeStrategy.type",
+        "Recreate would not recreate running pods; pods keep the configuration they "
+        "were created with",
+    ),
+    _unsupported(
+        "!has(self.autoscalerOptions) || !has(self.autoscalerOptions.version) || "
+        "self.autoscalerOptions.version != 'v2'",
+        "autoscalerOptions.version",
+        "v2 would run the v1 autoscaler",
+    ),
+]
+
 
 class RayClusterSpec(KubeModel):
     """Desired state of a Ray cluster: one head pod and groups of worker pods."""
@@ -383,6 +480,7 @@ class RayClusterSpec(KubeModel):
     model_config = ConfigDict(
         json_schema_extra=cel(
             [
+                *UNSUPPORTED_FIELD_RULES,
                 {
                     "rule": (
                         "!has(self.enableInTreeAutoscaling) || !self.enableInTreeAutoscaling || "
@@ -395,7 +493,7 @@ class RayClusterSpec(KubeModel):
                     ),
                     "fieldPath": ".workerGroupSpecs",
                     "reason": "FieldValueForbidden",
-                }
+                },
             ]
         )
     )
@@ -448,12 +546,21 @@ class RayClusterSpec(KubeModel):
         json_schema_extra=cel(MANAGED_BY_FIELD_RULES),
     )
     auth_options: AuthOptions | None = Field(
-        None, description="Token authentication for the dashboard and Ray API."
+        None,
+        description=(
+            "Token authentication; raykube accepts only mode: disabled (token mode is not "
+            "supported, and a cluster must not run without the authentication it asked for)."
+        ),
     )
-    tls_options: TLSOptions | None = Field(None, description="Mutual TLS between Ray nodes.")
+    tls_options: TLSOptions | None = Field(
+        None, description="Mutual TLS between Ray nodes; enabled: true is refused (not supported)."
+    )
     network_policy: OpenObject | None = Field(
-        None, description="NetworkPolicies isolating the cluster's pods (mode, head, worker)."
+        None,
+        description=(
+            "KubeRay's NetworkPolicies; refused by raykube (not supported): write your own."
+        ),
     )
     history_server_options: OpenObject | None = Field(
-        None, description="Settings of the history server collector sidecar."
+        None, description="KubeRay's history server collector; refused by raykube (not supported)."
     )

@@ -76,6 +76,12 @@ def _quantities(path: str, value: Any) -> str | None:
     return None
 
 
+def quantities_problem(value: Any) -> str | None:
+    """Where a name → quantity mapping (a group's Ray ``resources``) is wrong."""
+    problem = _quantities("", value)
+    return problem.lstrip(".: ") if problem else None
+
+
 RESOURCES: dict[str, Check] = {"limits": _quantities, "requests": _quantities}
 PORT: dict[str, Check] = {"containerPort": _port_number, "name": _string, "protocol": _string}
 ENV: dict[str, Check] = {"value": _string}
