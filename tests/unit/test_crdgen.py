@@ -14,6 +14,7 @@ from raykube import crdgen
 from raykube.crdgen.__main__ import main
 from raykube.crdgen.structural import NotStructural, problems, to_structural, walk
 from raykube.models import MAX_INT32
+from raykube.models.clusterspec import UNSUPPORTED_FIELD_RULES
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = {name: yaml.safe_load(text) for name, text in crdgen.generate().items()}
@@ -298,3 +299,13 @@ def test_structural_rewrite_refuses_what_kubernetes_refuses(bad: dict[str, Any])
 def test_problems_names_offending_nodes() -> None:
     bad = {"type": "object", "properties": {"x": {"description": "no type"}}}
     assert problems(bad) == [".x: no type"]
+
+
+@pytest.mark.parametrize("rule", UNSUPPORTED_FIELD_RULES, ids=lambda r: r["fieldPath"])
+def test_a_refused_field_says_so_in_kubectl_explain(rule: dict[str, str]) -> None:
+    """What `kubectl explain` shows for a field raykube refuses never promises
+    what KubeRay does with it."""
+    spec = _at(_schema(RAYCLUSTER), "spec")
+    field = _at(spec, rule["fieldPath"].lstrip("."))
+    text = field.get("description", "").lower()
+    assert "refused" in text or "not supported" in text, (rule["fieldPath"], text)
