@@ -142,6 +142,14 @@ ServiceObject = Annotated[
             "type": "object",
             "x-kubernetes-preserve-unknown-fields": True,
             "properties": {
+                "metadata": {
+                    "type": "object",
+                    "description": "Name, labels and annotations merged into the generated ones.",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                    "properties": {
+                        "name": {"type": "string", "description": "The Service's name."}
+                    },
+                },
                 "spec": {
                     "type": "object",
                     "description": "The Service's spec, merged into the generated one.",
@@ -153,7 +161,7 @@ ServiceObject = Annotated[
                             "enum": list(SERVICE_TYPES),
                         }
                     },
-                }
+                },
             },
         }
     ),

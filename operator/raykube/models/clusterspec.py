@@ -239,6 +239,26 @@ class TLSOptions(KubeModel):
 class HeadGroupSpec(TemplatedGroup):
     """The Ray head pod: one pod running the GCS, dashboard and Serve controller."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            [
+                {
+                    "rule": (
+                        "!has(self.headService) || !has(self.headService.metadata) || "
+                        "!has(self.headService.metadata.name)"
+                    ),
+                    "message": (
+                        "headService.metadata.name is not supported by raykube: the head "
+                        "Service is always <cluster>-head-svc, which workers and the operator "
+                        "address"
+                    ),
+                    "fieldPath": ".headService.metadata.name",
+                    "reason": "FieldValueForbidden",
+                }
+            ]
+        )
+    )
+
     template: PodTemplate = Field(
         description="Pod template of the head pod; containers[0] runs `ray start --head`."
     )
