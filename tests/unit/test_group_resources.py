@@ -12,6 +12,8 @@ from pydantic import ValidationError
 
 from raykube.builders.pods import BuildContext, build_head_pod, build_worker_pod
 from raykube.builders.ray_start import group_params
+from raykube.decisions.cluster_status import desired_resources
+from raykube.decisions.scaling import intent_of
 from raykube.models.raycluster import parse_raycluster
 from tests.unit.harness import Harness, load
 
@@ -71,3 +73,16 @@ async def test_a_raycluster_managed_by_multikueue_is_left_alone(
     h.kube.reset_counts()
     await h.cluster_pass(doc["metadata"]["name"])
     assert h.kube.requests == {}
+
+
+def test_accelerators_become_ray_resources_and_tpus_are_counted(manifests: Path) -> None:
+    doc = cluster_doc(manifests)
+    group = doc["spec"]["workerGroupSpecs"][0]
+    group["replicas"] = group["minReplicas"] = 2
+    limits = group["template"]["spec"]["containers"][0].setdefault("resources", {})
+    limits.setdefault("limits", {})["google.com/tpu"] = "4"
+    cluster = parse_raycluster(doc)
+    worker = build_worker_pod(cluster, cluster.spec.worker_group_specs[0], BuildContext(), "w")
+    assert """--resources='{"TPU":4}'""" in worker["spec"]["containers"][0]["args"][0]
+    status = desired_resources(cluster, intent_of(cluster))
+    assert status["desiredTPU"] == "8"

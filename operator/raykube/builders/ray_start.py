@@ -52,6 +52,26 @@ def gpu_count(container: Mapping[str, Any]) -> int:
     return sum(quantities.ceil_int(v) for k, v in limits.items() if is_gpu_resource(k))
 
 
+#: Accelerators Kubernetes exposes as extended resources, and the name of the
+#: custom Ray resource each becomes (as KubeRay names them).
+TPU_RESOURCE = "google.com/tpu"
+ACCELERATOR_RESOURCES = {
+    TPU_RESOURCE: "TPU",
+    "aws.amazon.com/neuroncore": "neuron_cores",
+    "habana.ai/gaudi": "HPU",
+}
+
+
+def accelerator_resources(container: Mapping[str, Any]) -> dict[str, int]:
+    """Custom Ray resources for the accelerators in the container's limits."""
+    limits = _resources(container, "limits") or _resources(container, "requests")
+    out = {}
+    for name, ray_name in ACCELERATOR_RESOURCES.items():
+        if name in limits and quantities.parse(limits[name]) > 0:
+            out[ray_name] = quantities.ceil_int(limits[name])
+    return out
+
+
 def resource_params(container: Mapping[str, Any]) -> dict[str, str]:
     """``num-cpus``, ``num-gpus`` and ``memory`` derived from the container."""
     params: dict[str, str] = {}
@@ -66,6 +86,9 @@ def resource_params(container: Mapping[str, Any]) -> dict[str, str]:
     gpus = gpu_count(container)
     if gpus > 0:
         params["num-gpus"] = str(gpus)
+    accelerators = accelerator_resources(container)
+    if accelerators:
+        params["resources"] = json.dumps(accelerators, sort_keys=True, separators=(",", ":"))
     return params
 
 

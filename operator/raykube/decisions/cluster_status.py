@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from raykube.builders import quantities
-from raykube.builders.ray_start import is_gpu_resource
+from raykube.builders.ray_start import TPU_RESOURCE, is_gpu_resource
 from raykube.decisions import conditions
 from raykube.decisions.conditions import Cond
 from raykube.decisions.pods import PodView
@@ -46,6 +46,12 @@ def format_bytes(value: Decimal) -> str:
     return str(whole)
 
 
+def _tpus(container: Mapping[str, Any]) -> Decimal:
+    limits = (container.get("resources") or {}).get("limits") or {}
+    raw = limits.get(TPU_RESOURCE)
+    return quantities.parse(raw) if raw is not None else Decimal(0)
+
+
 def _pod_resources(container: Mapping[str, Any]) -> tuple[Decimal, Decimal, Decimal]:
     res = container.get("resources") or {}
     limits, requests = res.get("limits") or {}, res.get("requests") or {}
@@ -60,17 +66,21 @@ def _pod_resources(container: Mapping[str, Any]) -> tuple[Decimal, Decimal, Deci
 
 def desired_resources(cluster: RayCluster, intent: ClusterIntent) -> dict[str, str]:
     if intent.suspended:
-        return {"desiredCPU": "0", "desiredMemory": "0", "desiredGPU": "0"}
-    cpu, mem, gpu = _pod_resources(cluster.spec.head_group_spec.ray_container())
+        return {"desiredCPU": "0", "desiredMemory": "0", "desiredGPU": "0", "desiredTPU": "0"}
+    head = cluster.spec.head_group_spec.ray_container()
+    cpu, mem, gpu = _pod_resources(head)
+    tpu = _tpus(head)
     by_name = {g.name: g for g in intent.groups}
     for group in cluster.spec.worker_group_specs:
         count = by_name[group.group_name].desired
         c, m, g = _pod_resources(group.ray_container())
         cpu, mem, gpu = cpu + c * count, mem + m * count, gpu + g * count
+        tpu += _tpus(group.ray_container()) * count
     return {
         "desiredCPU": format_cpu(cpu),
         "desiredMemory": format_bytes(mem),
         "desiredGPU": format_cpu(gpu),
+        "desiredTPU": format_cpu(tpu),
     }
 
 
