@@ -37,6 +37,16 @@ def foreign_service(name: str, selector: dict[str, str], **meta: Any) -> dict[st
     }
 
 
+async def cluster_up(h: Harness, rayservice: str) -> str:
+    """The RayService's first cluster built, its pods created and Ready; its name."""
+    await h.service_pass(rayservice)
+    (cluster,) = h.kube.all(RAYCLUSTERS, NS)
+    name: str = cluster["metadata"]["name"]
+    await h.cluster_pass(name)
+    h.all_pods_ready(name)
+    return name
+
+
 async def warnings(h: Harness, reason: str) -> list[str]:
     await h.events_posted()
     return [e.message for e in h.kube.events if e.reason == reason]
@@ -153,11 +163,7 @@ async def test_a_serve_service_name_of_someone_elses_service_is_not_taken_over(
     h.kube.put(theirs)
     before = h.kube.stored(SERVICES, NS, "payments")
     h.kube.put(doc)
-    await h.service_pass(name)
-    (cluster,) = h.kube.all(RAYCLUSTERS, NS)
-    cname = cluster["metadata"]["name"]
-    await h.cluster_pass(cname)
-    h.all_pods_ready(cname)
+    cname = await cluster_up(h, name)
     await h.cluster_pass(cname)
     for _ in range(4):
         await h.service_pass(name)
@@ -212,11 +218,7 @@ async def tokens_sent(h: Harness, manifests: Path, secret: dict[str, Any]) -> li
         "secretName": secret["metadata"]["name"],
     }
     h.kube.put(doc)
-    await h.service_pass(name)
-    (cluster,) = h.kube.all(RAYCLUSTERS, NS)
-    cname = cluster["metadata"]["name"]
-    await h.cluster_pass(cname)
-    h.all_pods_ready(cname)
+    cname = await cluster_up(h, name)
     await h.service_pass(name)
     return h.head(cname).tokens
 
