@@ -26,6 +26,7 @@ from raykube.builders.ray_start import (
     group_params,
     head_port,
     keeps_user_command,
+    port_param,
     ray_start_command,
 )
 from raykube.models.clusterspec import WorkerGroupSpec
@@ -78,11 +79,6 @@ def head_gcs_address(cluster: RayCluster, ctx: BuildContext) -> str:
     return f"{head_service_fqdn(cluster, ctx)}:{port}"
 
 
-def _param_port(params: Mapping[str, Any], key: str, default: int) -> int:
-    value = str(params.get(key, default))
-    return int(value) if value.isdigit() and 0 < int(value) < 65536 else default
-
-
 def _with_probes(
     container: dict[str, Any],
     node_type: NodeType,
@@ -91,8 +87,8 @@ def _with_probes(
     ctx: BuildContext,
 ) -> None:
     ports = {
-        "agent_port": _param_port(params, "dashboard-agent-listen-port", DASHBOARD_AGENT_PORT),
-        "dashboard_port": _param_port(params, "dashboard-port", DASHBOARD_PORT),
+        "agent_port": port_param(params, "dashboard-agent-listen-port", DASHBOARD_AGENT_PORT),
+        "dashboard_port": port_param(params, "dashboard-port", DASHBOARD_PORT),
     }
     container.setdefault(
         "livenessProbe", probes.ray_probe(node_type, ray_version, liveness=True, **ports)

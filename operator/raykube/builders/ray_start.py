@@ -128,10 +128,15 @@ def head_port(head_params: Mapping[str, Any]) -> str:
     return str(head_params.get("port", GCS_PORT))
 
 
+def port_param(params: Mapping[str, Any], key: str, default: int) -> int:
+    """A port among the start params, as a number (``default`` when it is not one)."""
+    value = str(params.get(key, default))
+    return int(value) if value.isdigit() and 0 < int(value) < 65536 else default
+
+
 def gcs_port_number(head_params: Mapping[str, Any]) -> int:
     """:func:`head_port` as a number (Ray's default when it is not one)."""
-    port = head_port(head_params)
-    return int(port) if port.isdigit() and 0 < int(port) < 65536 else GCS_PORT
+    return port_param(head_params, "port", GCS_PORT)
 
 
 def effective_params(

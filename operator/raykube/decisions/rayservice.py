@@ -33,6 +33,7 @@ from raykube.decisions.rayservice_upgrade import (
     Roles,
     assign_roles,
     group_sizes_patch,
+    keeps_timed_out,
     plan_clusters,
     suspend_patch,
 )
@@ -302,27 +303,26 @@ def initializing_timeout(service: RayService) -> tuple[float | None, str]:
         return None, f"annotation {labels.INITIALIZING_TIMEOUT}: {err}; no timeout applies"
 
 
-def gave_up_initializing(service: RayService) -> bool:
-    """The stored Ready condition says initializing timed out, for this very spec."""
+def _gave_up(service: RayService, type_: str, reason: str) -> bool:
+    """The stored condition ``type_`` has ``reason`` for this very spec
+    (generation): what an earlier pass gave up stays given up until it changes."""
     status = service.status
-    ready = find_condition(status.conditions, "Ready") if status else None
+    cond = find_condition(status.conditions, type_) if status else None
     return (
-        ready is not None
-        and ready.reason == INITIALIZING_TIMEOUT_REASON
-        and ready.observed_generation == service.metadata.generation
+        cond is not None
+        and cond.reason == reason
+        and cond.observed_generation == service.metadata.generation
     )
+
+
+def gave_up_initializing(service: RayService) -> bool:
+    """Initializing timed out: no cluster is built for this spec."""
+    return _gave_up(service, "Ready", INITIALIZING_TIMEOUT_REASON)
 
 
 def gave_up_upgrading(service: RayService) -> bool:
-    """The stored UpgradeInProgress condition says the upgrade timed out, for
-    this very spec: its pending cluster is not built again."""
-    status = service.status
-    cond = find_condition(status.conditions, UPGRADE_IN_PROGRESS) if status else None
-    return (
-        cond is not None
-        and cond.reason == UPGRADE_TIMED_OUT_REASON
-        and cond.observed_generation == service.metadata.generation
-    )
+    """The upgrade timed out: its pending cluster is not built again for this spec."""
+    return _gave_up(service, UPGRADE_IN_PROGRESS, UPGRADE_TIMED_OUT_REASON)
 
 
 def _inputs(
@@ -340,10 +340,7 @@ def _inputs(
         initializing_timeout=initializing_timeout(obs.service)[0],
         gave_up_initializing=gave_up_initializing(obs.service),
         gave_up_upgrading=gave_up_upgrading(obs.service),
-        keep_timed_out=obs.service.metadata.annotations.get(labels.KEEP_TIMED_OUT_CLUSTER, "")
-        .strip()
-        .lower()
-        == "true",
+        keep_timed_out=keeps_timed_out(obs.service),
     )
 
 

@@ -23,12 +23,12 @@ from datetime import datetime
 from raykube.builders import labels
 from raykube.decisions.durations import parse_seconds
 from raykube.decisions.rayservice_config import ServeGoal, parse_serve_config
+from raykube.decisions.rayservice_health import FAILED_STATES
 from raykube.decisions.rayservice_view import ClusterView, ServeSnapshot
 from raykube.models.rayservice import RayService
 from raykube.text import safe
 
 DEFAULT_WINDOW_SECONDS = 15.0
-FAILED_STATES = frozenset({"DEPLOY_FAILED", "UNHEALTHY"})
 #: The cause kept on the cluster (an annotation) and quoted in status.
 CAUSE_LIMIT = 512
 
@@ -70,7 +70,8 @@ def window(service: RayService) -> tuple[float | None, str]:
         )
 
 
-def _last_line(message: str) -> str:
+def last_line(message: str) -> str:
+    """The last non-blank line of Ray's message (a traceback's exception)."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
@@ -85,7 +86,7 @@ def failing(names: tuple[str, ...] | list[str], snap: ServeSnapshot) -> list[str
         if app is None:
             continue
         if app.status in FAILED_STATES:
-            out.append(f"{name} {app.status}: {_last_line(app.message)}".rstrip(": "))
+            out.append(f"{name} {app.status}: {last_line(app.message)}".rstrip(": "))
             continue
         empty = sorted(
             dep

@@ -18,8 +18,8 @@ from raykube.decisions import conditions
 from raykube.decisions.conditions import Cond
 from raykube.decisions.rayservice_config import ServeGoal
 from raykube.decisions.rayservice_health import Verdict
-from raykube.decisions.rayservice_rollback import failing
-from raykube.decisions.rayservice_upgrade import UpgradeState
+from raykube.decisions.rayservice_rollback import failing, last_line
+from raykube.decisions.rayservice_upgrade import UpgradeState, keeps_timed_out
 from raykube.decisions.rayservice_view import ClusterView, ServeSnapshot
 from raykube.models.rayservice import RayService
 from raykube.text import safe
@@ -167,18 +167,13 @@ def _cluster_entry(
     return entry
 
 
-def _last_line(message: str) -> str:
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    return lines[-1][:500] if lines else ""
-
-
 def _app_problems(goal: ServeGoal, snap: ServeSnapshot) -> tuple[str, str] | None:
     failed = [(n, a) for n, a in sorted(snap.apps.items()) if a.status == "DEPLOY_FAILED"]
     sick = [(n, a) for n, a in sorted(snap.apps.items()) if a.status == "UNHEALTHY"]
     if not failed and not sick:
         return None
     reason = "ServeDeployFailed" if failed else "ServeApplicationUnhealthy"
-    text = "; ".join(f"{n} {a.status}: {_last_line(a.message)}" for n, a in failed + sick)
+    text = "; ".join(f"{n} {a.status}: {last_line(a.message)[:500]}" for n, a in failed + sick)
     return reason, text
 
 
@@ -226,10 +221,9 @@ def _upgrade_condition(inp: StatusInputs) -> Cond:
     match inp.state:
         case UpgradeState.TIMED_OUT:
             timeout = inp.service.spec.upgrade_strategy.timeout_seconds
-            kept = inp.service.metadata.annotations.get(labels.KEEP_TIMED_OUT_CLUSTER, "")
             if not pending:
                 fate = "it was deleted"
-            elif kept.strip().lower() == "true":
+            elif keeps_timed_out(inp.service):
                 fate = f"{pending} is kept for inspection ({labels.KEEP_TIMED_OUT_CLUSTER})"
             else:
                 fate = f"{pending} is deleted after rayClusterDeletionDelaySeconds"

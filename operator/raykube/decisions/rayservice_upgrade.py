@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from raykube.builders import hashing
+from raykube.builders import hashing, labels
 from raykube.decisions.rayservice_view import ClusterView
 from raykube.models.clusterspec import RayClusterSpec
-from raykube.models.rayservice import RayServiceSpec, RayServiceUpgradeType
+from raykube.models.rayservice import RayService, RayServiceSpec, RayServiceUpgradeType
 
 # Fields that never ask for a new cluster: the autoscaler's, scheduling-only
 # pod fields, and the operator's own switches.
@@ -195,6 +195,13 @@ class ClusterInputs:
     @property
     def recreate(self) -> bool:
         return self.spec.upgrade_strategy.type == RayServiceUpgradeType.RECREATE
+
+
+def keeps_timed_out(service: RayService) -> bool:
+    """``raykube.ray.io/keep-timed-out-cluster: "true"``: a pending cluster that
+    missed the upgrade deadline stays for inspection."""
+    notes = service.metadata.annotations
+    return notes.get(labels.KEEP_TIMED_OUT_CLUSTER, "").strip().lower() == "true"
 
 
 def older_than(cluster: ClusterView, seconds: float | None, now: datetime) -> bool:

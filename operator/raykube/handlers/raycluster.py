@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from raykube import metrics
 from raykube.adapters.kube import PODS, RAYCLUSTERS, ApiError
-from raykube.builders import hashing, labels, owners
+from raykube.builders import hashing, owners
 from raykube.builders.autoscaler import autoscaler_rbac
 from raykube.builders.pods import BuildContext, build_head_pod, build_worker_pod
 from raykube.builders.services import build_head_service
@@ -44,6 +44,7 @@ CREATE_BATCH = 8
 MAX_CREATES_PER_PASS = 200
 #: How soon a pass that stopped at MAX_CREATES_PER_PASS runs again.
 MORE_PODS_RECHECK_SECONDS = 1.0
+HEAD_SERVICE_FAILED = "FailedCreateHeadService"
 #: A rejected pod template is retried slowly: only a spec change can fix it.
 FAILURE_RECHECK_SECONDS = 60.0
 
@@ -104,25 +105,7 @@ async def _reconcile(ctl: Controller, key: Key) -> float | None:
     ctx = build_context(rt, obj)
     if cluster.spec.enable_in_tree_autoscaling:
         await ensure_autoscaler_rbac(ctl, key, obj, cluster, ctx)
-    svc_name = f"Service {key[0]}/{labels.head_service_name(key[1])}"
-    failure: tuple[str, str] | None = None
-    try:
-        head_service = await ensure_head_service(ctl, key, obj, cluster, ctx)
-    except ApiError as err:
-        if not err.invalid:
-            raise
-        # headService merges user fields the API server may refuse (a bad clusterIP).
-        head_service = None
-        message = f"{svc_name} rejected by the API server: {err.message}"
-        failure = ("FailedCreateHeadService", message)
-        ctl.warn_once(key, obj, *failure)
-    if head_service is None and failure is None:
-        # Workers would join whatever someone else's Service of that name selects.
-        failure = (
-            "FailedCreateHeadService",
-            f"{svc_name} exists and is not controlled by this RayCluster; no pod is "
-            "created until it is removed",
-        )
+    head_service, failure = await ensure_head_service(ctl, key, obj, cluster, ctx)
     if failure is None:
         failure = await ensure_pods(ctl, key, obj, cluster, ctx)
     observed = cluster_status.Observed(
@@ -163,14 +146,34 @@ async def ensure_autoscaler_rbac(
 
 async def ensure_head_service(
     ctl: Controller, key: Key, obj: dict[str, Any], cluster: RayCluster, ctx: BuildContext
-) -> Mapping[str, Any] | None:
-    """The head Service as written; None when someone else's Service has its name."""
+) -> tuple[Mapping[str, Any] | None, tuple[str, str] | None]:
+    """The head Service as written, or why there is none: pods wait for it, as
+    workers would join whatever another Service of that name selects."""
     desired = hashing.stamped(build_head_service(cluster, ctx))
     live = ctl.rt.head_service_of(key, desired["metadata"]["name"])
-    ours = live is not None and owners.owned_by(live, obj["metadata"].get("uid"))
-    if ours and live is not None and hashing.unchanged(desired, live):
-        return live
-    return await ensure_owned(ctl, key, obj, desired, live)
+    if (
+        live is not None
+        and owners.owned_by(live, obj["metadata"].get("uid"))
+        and hashing.unchanged(desired, live)
+    ):
+        return live, None
+    what = f"Service {key[0]}/{desired['metadata']['name']}"
+    try:
+        written = await ensure_owned(ctl, key, obj, desired, live)
+    except ApiError as err:
+        if not err.invalid:
+            raise
+        # headService merges user fields the API server may refuse (a bad clusterIP).
+        failure = (HEAD_SERVICE_FAILED, f"{what} rejected by the API server: {err.message}")
+        ctl.warn_once(key, obj, *failure)
+        return None, failure
+    if written is None:
+        message = (
+            f"{what} exists and is not controlled by this RayCluster; no pod is created "
+            "until it is removed"
+        )
+        return None, (HEAD_SERVICE_FAILED, message)
+    return written, None
 
 
 def _templates(cluster: RayCluster) -> list[Any]:

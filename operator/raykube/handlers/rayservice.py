@@ -46,7 +46,7 @@ from raykube.decisions import rayservice as decisions
 from raykube.decisions.conditions import Cond, merge
 from raykube.decisions.rayservice import Observed, Plan, decide, initializing_timeout
 from raykube.decisions.rayservice_cadence import next_look
-from raykube.decisions.rayservice_config import parse_serve_config
+from raykube.decisions.rayservice_config import ServeGoal, parse_serve_config
 from raykube.decisions.rayservice_rollback import window as rollback_window
 from raykube.decisions.rayservice_status import (
     Serving,
@@ -211,13 +211,8 @@ async def ensure_submissions(p: Pass, plan: Plan) -> None:
     ns, goal = p.key[0], p.goal
     secret = await token(p) if plan.submit else ""
     for cluster, why in plan.submit:
-        started = time.monotonic()
-        try:
-            await p.sc.dashboard.put_applications(
-                head_address(p, cluster, secret), dict(goal.config)
-            )
-        except DashboardError as err:
-            _count_submission("rejected" if err.rejected else "error", started)
+        err = await _put_config(p, cluster, goal, secret)
+        if err is not None:
             if not err.rejected:
                 detail = safe(str(err), LOG_MESSAGE_LIMIT)
                 log.warning("serve config for %s/%s not submitted: %s", ns, cluster.name, detail)
@@ -226,9 +221,7 @@ async def ensure_submissions(p: Pass, plan: Plan) -> None:
             p.record.rejected[cluster.name] = (goal.hash, message)
             p.event("Warning", "ServeConfigRejected", message)
             continue
-        _count_submission("accepted", started)
-        # Ask the head afresh next time; nothing it refused before stands.
-        p.record.polls.pop(cluster.name, None)
+        # Nothing the head refused before stands.
         p.record.rejected.pop(cluster.name, None)
         notes = decisions.submitted_notes(goal, p.now)
         await _annotate(p, RAYCLUSTERS, cluster.name, {**notes})
@@ -244,19 +237,12 @@ async def ensure_rollback(p: Pass, plan: Plan) -> None:
     if rollback is None:
         return
     cluster, ns = rollback.cluster, p.key[0]
-    started = time.monotonic()
-    try:
-        await p.sc.dashboard.put_applications(
-            head_address(p, cluster, await token(p)), dict(rollback.to.config)
-        )
-    except DashboardError as err:
-        _count_submission("rejected" if err.rejected else "error", started)
+    err = await _put_config(p, cluster, rollback.to, await token(p))
+    if err is not None:
         detail = safe(str(err), LOG_MESSAGE_LIMIT)
         log.warning("rollback of %s/%s not submitted: %s", ns, cluster.name, detail)
         return
-    _count_submission("accepted", started)
     metrics.SERVE_ROLLBACKS.inc()
-    p.record.polls.pop(cluster.name, None)
     await _annotate(p, RAYCLUSTERS, cluster.name, rollback.notes(format_time(p.now)))
     message = (
         f"Submitted the last good serveConfigV2 ({rollback.to.hash}) to RayCluster "
@@ -266,9 +252,22 @@ async def ensure_rollback(p: Pass, plan: Plan) -> None:
     p.event("Warning", "RollbackInProgress", message)
 
 
-def _count_submission(result: str, started: float) -> None:
+async def _put_config(
+    p: Pass, cluster: ClusterView, config: ServeGoal, secret: str
+) -> DashboardError | None:
+    """PUT ``config`` to the cluster's head, counted; the error, if it failed."""
+    started = time.monotonic()
+    error: DashboardError | None = None
+    try:
+        await p.sc.dashboard.put_applications(head_address(p, cluster, secret), dict(config.config))
+    except DashboardError as err:
+        error = err
+    result = "accepted" if error is None else "rejected" if error.rejected else "error"
     metrics.SERVE_SUBMISSIONS.labels(result).inc()
     metrics.SERVE_SUBMIT_SECONDS.observe(time.monotonic() - started)
+    if error is None:
+        p.record.polls.pop(cluster.name, None)  # ask the head afresh next time
+    return error
 
 
 async def ensure_services(p: Pass, obs: Observed, plan: Plan) -> None:

@@ -104,9 +104,6 @@ class Recent:
         while len(self._items) > self.limit:
             self._items.popitem(last=False)
 
-    def __len__(self) -> int:
-        return len(self._items)
-
 
 @dataclass
 class Runtime:
