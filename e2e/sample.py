@@ -3,10 +3,9 @@
 ``samples/rayservice-walkthrough.yaml`` is the project's own RayService of the
 walkthrough (``SAMPLE``): the demo and the README use it, so a clone of the
 repository is enough. Its image names the project's Ray image, which the demo
-builds here. KubeRay's ``ray_v1alpha1_rayservice.yaml`` (``KUBERAY_SAMPLE``,
-in ``../shared/manifests``) can be given to ``load_sample`` instead: its apps
-come from a GitHub zip (no internet), its image is ``rayproject/ray:2.6.3``
-(no registry) and its head asks for 2 whole CPUs (the real node has 2 in all).
+builds here. (KubeRay's own copy of the walkthrough fetches its apps from a
+GitHub zip, names ``rayproject/ray:2.6.3`` and asks for 2 whole CPUs for the
+head: none of which this machine offers.)
 
 ``localize`` makes exactly the changes listed below, and says each one that
 changed something, so the demo can print them. Everything else (names, ports,
@@ -24,11 +23,10 @@ from typing import Any
 
 import yaml
 
-from e2e.paths import MANIFESTS, WALKTHROUGH
+from e2e.paths import WALKTHROUGH
 from localcluster.node_config import REAL_NODE_SELECTOR
 
 SAMPLE = WALKTHROUGH
-KUBERAY_SAMPLE = MANIFESTS / "ray_v1alpha1_rayservice.yaml"
 RAY_VERSION = "2.60.0"
 #: Small requests so that two clusters (blue-green) and the operator fit on the
 #: node's 2 CPUs; the limits give Ray its logical CPUs (``--num-cpus``).
