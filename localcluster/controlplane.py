@@ -195,7 +195,45 @@ def _start_etcd(cp: ControlPlane) -> None:
     processes.wait_until("etcd", lambda: processes.http_ok(f"{url}/health"), cp.state, pid)
 
 
-def _start_apiserver(cp: ControlPlane, ctx: ssl.SSLContext) -> None:
+#: Every request at Metadata level: who sent what, without bodies (benchmarks
+#: count each operator's requests by its client certificate's name).
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [{"level": "Metadata"}],
+}
+
+
+def audit_log(cp: ControlPlane) -> Path:
+    return cp.state / "logs" / "audit.jsonl"
+
+
+def _audit_args(cp: ControlPlane) -> list[str]:
+    policy = cp.state / "audit-policy.json"
+    policy.write_text(json.dumps(AUDIT_POLICY))
+    audit_log(cp).parent.mkdir(parents=True, exist_ok=True)
+    return [
+        f"--audit-policy-file={policy}",
+        f"--audit-log-path={audit_log(cp)}",
+        "--audit-log-format=json",
+        "--audit-log-maxsize=0",
+    ]
+
+
+def user_kubeconfig(cp: ControlPlane, user: str) -> Path:
+    """A kubeconfig for a client named ``user`` with every right (system:masters):
+    its requests carry that name in the audit log."""
+    ca = pki.KeyPair(cp.pki / "ca.crt", cp.pki / "ca.key")
+    pair = pki.issue(
+        ca, cp.pki, f"user-{user}", common_name=user, org="system:masters", client=True
+    )
+    path = cp.state / f"kubeconfig-{user}"
+    _write_kubeconfig(cp, pair, user, path)
+    return path
+
+
+def _start_apiserver(cp: ControlPlane, ctx: ssl.SSLContext, audit: bool = False) -> None:
     p = cp.pki
     argv = [
         str(cp.bin / "kube-apiserver"),
@@ -220,6 +258,7 @@ def _start_apiserver(cp: ControlPlane, ctx: ssl.SSLContext) -> None:
         "--endpoint-reconciler-type=none",
         "--profiling=false",
         "--v=1",
+        *(_audit_args(cp) if audit else []),
     ]
     pid = processes.start("kube-apiserver", argv, cp.state)
     cp.pids["kube-apiserver"] = pid
@@ -304,8 +343,10 @@ def up(
     nodes: kwok.NodePlan | None = None,
     quiet: bool = False,
     service_cidr: str = SERVICE_CIDR,
+    audit: bool = False,
 ) -> ControlPlane:
-    """Build what is missing, then start a fresh control plane in ``state``."""
+    """Build what is missing, then start a fresh control plane in ``state``
+    (with ``audit``, every request is written to ``audit_log(cp)``)."""
     state = state or default_state()
     progress = Progress("up")
     bin_dir = build.build_all()
@@ -327,7 +368,7 @@ def up(
         _start_etcd(cp)
         if not quiet:
             progress.step(f"starting kube-apiserver on {cp.server}")
-        _start_apiserver(cp, _tls_context(cp, admin))
+        _start_apiserver(cp, _tls_context(cp, admin), audit)
         if not quiet:
             progress.step("starting kube-controller-manager and kube-scheduler")
         _start_controllers(cp)

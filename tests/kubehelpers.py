@@ -45,8 +45,11 @@ def apply(cp: ControlPlane, namespace: str, obj: dict[str, Any] | str) -> None:
 class OperatorProcess:
     """``python -m raykube`` as a real separate process against the test cluster."""
 
-    def __init__(self, cp: ControlPlane, log_dir: Path, *extra: str) -> None:
+    def __init__(
+        self, cp: ControlPlane, log_dir: Path, *extra: str, kubeconfig: Path | None = None
+    ) -> None:
         self.cp = cp
+        self.kubeconfig = kubeconfig
         self.metrics_port = processes.free_port()
         self.health_port = processes.free_port()
         self.log = log_dir / f"operator-{time.strftime('%H%M%S')}-{os.getpid()}.log"
@@ -55,6 +58,8 @@ class OperatorProcess:
 
     def start(self) -> None:
         env = {**self.cp.env(), "PYTHONUNBUFFERED": "1"}
+        if self.kubeconfig is not None:
+            env["KUBECONFIG"] = str(self.kubeconfig)
         argv = [
             sys.executable,
             "-m",

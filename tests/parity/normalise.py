@@ -18,7 +18,10 @@ else:
 A probe is compared by the URLs it checks and its timing, not by the tool
 that checks them (``wget`` or Python in an exec probe, or the kubelet's
 httpGet). Worker replica indices (``ray.io/worker-group-replica-index``) read
-``<index>``, so the workers of a group compare as one.
+``<index>``, so the workers of a group compare as one; a slice's name
+(``ray.io/worker-group-replica-name``) reads ``<group>-<random>`` and a
+host's index in it (``ray.io/replica-host-index``) ``<host>`` (the unit and
+control-plane tests check the values).
 
 Lists whose items have names become maps keyed ``[name]`` (containers, env,
 ports, volumes; mounts by path), so a difference reads as
@@ -53,6 +56,8 @@ _RAY_START = "ray start"
 # The five random characters the API server (generateName) or an operator appends.
 _URL = re.compile(r"https?://[^\s'\"|;)]+")
 REPLICA_INDEX = "ray.io/worker-group-replica-index"
+REPLICA_NAME = "ray.io/worker-group-replica-name"
+HOST_INDEX = "ray.io/replica-host-index"
 _RANDOM_SUFFIX = re.compile(r"^(.+-)[a-z0-9]{5}$")
 
 Subst = list[tuple[str, str]]
@@ -203,6 +208,13 @@ def _labels(labels: dict[str, str] | None) -> dict[str, str]:
     # Each worker of a group has its own index: pods of a group stay comparable as one.
     if REPLICA_INDEX in out:
         out[REPLICA_INDEX] = "<index>"
+    # A slice's name is its group's and a random suffix; its hosts, like the
+    # replicas of a group, compare as one.
+    found = _RANDOM_SUFFIX.match(out.get(REPLICA_NAME, ""))
+    if found:
+        out[REPLICA_NAME] = found.group(1) + "<random>"
+    if HOST_INDEX in out:
+        out[HOST_INDEX] = "<host>"
     return out
 
 

@@ -122,6 +122,7 @@ async def running(settings: Settings | None = None) -> AsyncIterator[Harness]:
         pods=indices["ray_pods"],
         services=indices["ray_services"],
         cluster_objects=indices["ray_clusters"],
+        network_children=(indices["ray_ingresses"], indices["ray_network_policies"]),
     )
     rt.indexed.set()  # the fake indices are complete from the start
 

@@ -163,6 +163,8 @@ def test_only_contract_defaults_are_in_the_schema() -> None:
         ".spec.rayClusterDeletionDelaySeconds",
         ".spec.serviceUnhealthySecondThreshold",
         ".spec.deploymentUnhealthySecondThreshold",
+        # KubeRay 1.7's own default (kubebuilder:default=DenyAll).
+        ".spec.rayClusterConfig.networkPolicy.mode",
     }
     spec = _at(_schema(RAYSERVICE), "spec")["properties"]
     assert spec["upgradeStrategy"]["properties"]["type"]["default"] == "NewCluster"

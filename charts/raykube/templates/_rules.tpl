@@ -31,7 +31,7 @@ opens for a registered handler, or a rule of a Role the operator creates.
   verbs: ["bind"]
 {{- end }}
 
-{{- /* the dashboard token Secret a RayService names (features.rayServiceAuthSecrets) */}}
+{{- /* Secrets: a token-mode RayCluster's generated token, the token Secret a RayService names, each RayService's last good serve config (features.rayServiceAuthSecrets) */}}
 {{- define "raykube.rules.authSecrets" -}}
 - apiGroups: [""]
   resources: ["secrets"]
@@ -51,6 +51,15 @@ opens for a registered handler, or a rule of a Role the operator creates.
   verbs: ["create", "get", "patch"]
 - apiGroups: [""]
   resources: ["services"]
+  verbs: ["create", "delete", "get", "list", "patch", "watch"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["create", "get"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["create", "delete", "get", "list", "patch", "watch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
   verbs: ["create", "delete", "get", "list", "patch", "watch"]
 - apiGroups: ["ray.io"]
   resources: ["rayclusters"]

@@ -59,6 +59,9 @@ EVENTS = Resource("", "v1", "events", "Event")
 ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
 ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
+JOBS = Resource("batch", "v1", "jobs", "Job")
+INGRESSES = Resource("networking.k8s.io", "v1", "ingresses", "Ingress")
+NETWORK_POLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
 RAYCLUSTERS = Resource("ray.io", "v1", "rayclusters", "RayCluster")
 RAYSERVICES = Resource("ray.io", "v1", "rayservices", "RayService")
 
@@ -73,6 +76,9 @@ BY_KIND = {
         ROLES,
         ROLE_BINDINGS,
         LEASES,
+        JOBS,
+        INGRESSES,
+        NETWORK_POLICIES,
         RAYCLUSTERS,
         RAYSERVICES,
     )

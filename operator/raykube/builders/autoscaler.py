@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from raykube.builders import labels, owners
+from raykube.models.clusterspec import AutoscalerVersion
 from raykube.models.raycluster import RayCluster
 
 DEFAULT_RESOURCES = {
@@ -20,6 +21,19 @@ COMMAND = (
     "ray kuberay-autoscaler --cluster-name $(RAY_CLUSTER_NAME)"
     " --cluster-namespace $(RAY_CLUSTER_NAMESPACE)"
 )
+
+
+def autoscaler_v2(cluster: RayCluster) -> bool:
+    """``autoscalerOptions.version: v2`` with the autoscaler on: the head's Ray
+    container gets ``RAY_enable_autoscaler_v2=true``; the GCS records it, and the
+    ``kuberay-autoscaler`` sidecar, reading that from the GCS, runs v2 (the
+    sidecar itself is unchanged, as in KubeRay)."""
+    opts = cluster.spec.autoscaler_options
+    return bool(
+        cluster.spec.enable_in_tree_autoscaling
+        and opts is not None
+        and opts.version == AutoscalerVersion.V2
+    )
 
 
 def autoscaler_container(cluster: RayCluster) -> dict[str, Any]:

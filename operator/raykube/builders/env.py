@@ -11,9 +11,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from raykube.builders import labels
+from raykube.builders.autoscaler import autoscaler_v2
 from raykube.builders.labels import NodeType
+from raykube.models.clusterspec import AUTOSCALER_V2_ENV
 from raykube.models.raycluster import RayCluster
 
+#: The head's Redis credentials (KubeRay's names): ``ray start`` reads them as
+#: ``$REDIS_USERNAME``/``$REDIS_PASSWORD``, the Redis cleanup Job from the env.
+REDIS_USERNAME, REDIS_PASSWORD = "REDIS_USERNAME", "REDIS_PASSWORD"
 #: Lets worker raylets outlive a GCS restart long enough for it to come back.
 GCS_RECONNECT_TIMEOUT_S = "600"
 #: On every Ray container (KubeRay's): the dashboard shows the pod's disk usage.
@@ -63,11 +68,14 @@ def _gcs_ft_env(cluster: RayCluster, node_type: NodeType) -> dict[str, dict[str,
         return env
     if ft.redis_address:
         env["RAY_REDIS_ADDRESS"] = {"value": ft.redis_address}
-    password = ft.redis_password
-    if password is not None and password.value_from:
-        env["REDIS_PASSWORD"] = {"valueFrom": dict(password.value_from)}
-    elif password is not None and password.value is not None:
-        env["REDIS_PASSWORD"] = {"value": password.value}
+    for name, credential in (
+        (REDIS_USERNAME, ft.redis_username),
+        (REDIS_PASSWORD, ft.redis_password),
+    ):
+        if credential is not None and credential.value_from:
+            env[name] = {"valueFrom": dict(credential.value_from)}
+        elif credential is not None and credential.value is not None:
+            env[name] = {"value": credential.value}
     return env
 
 
@@ -105,6 +113,8 @@ def ray_env(
     if serve:
         ours.update({k: {"value": v} for k, v in SERVE_SLA.items()})
     ours.update(_gcs_ft_env(cluster, node_type))
+    if node_type == "head" and autoscaler_v2(cluster):
+        ours[AUTOSCALER_V2_ENV] = {"value": "true"}
     env = [dict(e) for e in container.get("env") or []]
     present = {e.get("name") for e in env}
     env += [{"name": k, **v} for k, v in ours.items() if k not in present]

@@ -19,6 +19,15 @@ CREATED_BY = "app.kubernetes.io/created-by"
 ORIGINATED_FROM_CRD = "ray.io/originated-from-crd"
 ORIGINATED_FROM_CR = "ray.io/originated-from-cr-name"
 HEAD_GROUP = "headgroup"
+#: On every worker pod (KubeRay's, feature gate RayMultiHostIndexing, on by
+#: default): the replica's index in its group, the lowest one free when created.
+REPLICA_INDEX = "ray.io/worker-group-replica-index"
+#: On the pods of a multi-host replica (``numOfHosts`` > 1), a slice: the name
+#: all its hosts share, and each host's index within it (0 .. numOfHosts-1).
+REPLICA_NAME = "ray.io/worker-group-replica-name"
+HOST_INDEX = "ray.io/replica-host-index"
+#: On the headless Service of a cluster with multi-host groups (KubeRay's).
+HEADLESS_SERVICE = "ray.io/headless-worker-svc"
 
 
 def head_service_name(cluster: str) -> str:
@@ -34,10 +43,77 @@ def worker_pod_prefix(cluster: str, group: str) -> str:
     return f"{cluster}-{group.lower().replace('_', '-').replace('.', '-')}-worker-"
 
 
+def headless_service_name(cluster: str) -> str:
+    """The Service through which the hosts of a slice find each other."""
+    return f"{cluster}-headless"
+
+
+def replica_name(group: str, suffix: str) -> str:
+    """A slice's name: its group's (cut so the label value stays within 63) and
+    a random suffix, unique across clusters as KubeRay's is."""
+    return f"{group[:57]}-{suffix}"
+
+
+def replica_labels(index: int, name: str | None = None, host: int = 0) -> dict[str, str]:
+    """A worker's place in its group: the replica index, and for a host of a
+    slice the slice's name and the host's index."""
+    out = {REPLICA_INDEX: str(index)}
+    if name is not None:
+        out[REPLICA_NAME], out[HOST_INDEX] = name, str(host)
+    return out
+
+
 def autoscaler_account_name(cluster: str) -> str:
     """The autoscaler's ServiceAccount and RoleBinding (not the cluster's bare
     name, which may be a ServiceAccount of the namespace's own: ``default``)."""
     return f"{cluster}-ray-autoscaler"
+
+
+#: The key of Ray's token in a token Secret (generated or named by the user).
+AUTH_TOKEN_KEY = "auth_token"
+#: KubeRay's cap on a name it derives from the cluster's (``utils.CheckName``).
+_DERIVED_NAME_MAX = 50
+
+
+def _derived_name(name: str) -> str:
+    """A name KubeRay derives from the cluster's (``utils.CheckName``): cut to
+    its last 50 characters, and one that does not start with a letter gets an
+    ``r`` in place of its first character."""
+    name = name[-_DERIVED_NAME_MAX:]
+    return name if name[:1].isalpha() else "r" + name[1:]
+
+
+def auth_secret_name(cluster: str) -> str:
+    """The token Secret generated for a cluster in token mode (KubeRay's name)."""
+    return _derived_name(cluster)
+
+
+def ingress_name(cluster: str) -> str:
+    """The head Ingress (``enableIngress``): KubeRay's ``<cluster>-head-ingress``,
+    derived like its other names (so a long cluster name loses its start)."""
+    return _derived_name(f"{cluster}-head-ingress")
+
+
+def head_network_policy_name(cluster: str) -> str:
+    return f"{cluster}-head"
+
+
+def worker_network_policy_name(cluster: str, group: str) -> str:
+    """One NetworkPolicy per worker group (its name is a DNS label, checked at admission)."""
+    return f"{cluster}-workers-{group}"
+
+
+def network_labels(cluster: str, created_by: str) -> dict[str, str]:
+    """Labels of the cluster's NetworkPolicies (KubeRay's); its Ingress adds the
+    head's identifier."""
+    return {CLUSTER: cluster, APP_NAME: "kuberay", CREATED_BY: created_by}
+
+
+def redis_cleanup_job_name(cluster: str) -> str:
+    """``<cluster>-redis-cleanup``, its front cut to keep 63 characters and a
+    leading ``-`` then replaced by ``r``, as KubeRay names it."""
+    name = f"{cluster}-redis-cleanup"[-63:]
+    return name if name[0].isalnum() else "r" + name[1:]
 
 
 def pod_labels(cluster: str, node_type: NodeType, group: str, created_by: str) -> dict[str, str]:
@@ -77,6 +153,14 @@ FT_ENABLED = "ray.io/ft-enabled"
 #: On a RayCluster (optional) and its head pod (KubeRay's): the prefix of the
 #: cluster's keys in Redis (Ray's ``external_storage_namespace``).
 EXTERNAL_STORAGE_NAMESPACE = "ray.io/external-storage-namespace"
+#: On a fault-tolerant RayCluster (KubeRay's): its deletion waits until the
+#: Redis cleanup Job has deleted the cluster's keys (or failed, or timed out).
+REDIS_CLEANUP_FINALIZER = "ray.io/gcs-ft-redis-cleanup-finalizer"
+#: On a RayCluster (KubeRay's): seconds after its deletion when the finalizer
+#: is removed even if the Redis cleanup has not finished (default 300).
+GCS_FT_DELETION_TIMEOUT = "ray.io/gcs-ft-deletion-timeout"
+#: ``ray.io/node-type`` of the Redis cleanup Job and its pod (KubeRay's).
+REDIS_CLEANUP_NODE = "redis-cleanup"
 #: On a RayCluster or a pod template (KubeRay's): "true" runs the Ray
 #: container's command as written, without the generated ``ray start``.
 OVERWRITE_CONTAINER_CMD = "ray.io/overwrite-container-cmd"
@@ -125,6 +209,9 @@ REPLACEMENTS = ANNOTATION_PREFIX + "unhealthy-replacements"
 AUTH_SECRET_OPT_IN = ANNOTATION_PREFIX + "auth-token"
 #: On a Service a RayService owns: hash of what was applied.
 SPEC_HASH = ANNOTATION_PREFIX + "spec-hash"
+#: On every Ray pod: the digest of the cluster's pod-shaping spec it was built
+#: from (``pods.pod_template_hash``); ``upgradeStrategy: Recreate`` compares it.
+POD_TEMPLATE_HASH = ANNOTATION_PREFIX + "pod-template-hash"
 #: On a RayCluster, honoured only with --dashboard-url-annotations (tests,
 #: debugging from outside the cluster): where its dashboard and Serve proxy are.
 DASHBOARD_URL = ANNOTATION_PREFIX + "dashboard-url"

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from raykube.builders import labels, owners, probes
-from raykube.builders.autoscaler import autoscaler_container
+from raykube.builders import auth, hashing, labels, owners, probes
+from raykube.builders.autoscaler import autoscaler_container, autoscaler_v2
 from raykube.builders.env import gcs_fault_tolerant, ray_env, storage_namespace
 from raykube.builders.labels import NodeType
 from raykube.builders.quantities import parse
@@ -29,6 +29,7 @@ from raykube.builders.ray_start import (
     port_param,
     ray_start_command,
 )
+from raykube.models.base import dump
 from raykube.models.clusterspec import WorkerGroupSpec
 from raykube.models.raycluster import RayCluster
 from raykube.ports import (
@@ -66,6 +67,35 @@ class BuildContext:
     autoscaler_cluster_role: str = "raykube-ray-autoscaler"
     #: Workers of a RayService are ready only when their Serve proxy is.
     serve_readiness: bool = False
+
+
+#: Fields of a worker group that size it (the autoscaler writes them) rather
+#: than shape its pods; with tolerations and scheduling gates (Kueue adds them
+#: to a queued cluster) and the suspend switches, they are left out of
+#: ``pod_template_hash``, as KubeRay leaves them out of its upgrade hash.
+_SIZING = ("replicas", "minReplicas", "maxReplicas", "scaleStrategy", "suspend")
+_SCHEDULING = ("tolerations", "schedulingGates")
+
+
+def _shaping(group: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in group.items() if k not in _SIZING}
+    template = out.get("template")
+    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        spec = {k: v for k, v in template["spec"].items() if k not in _SCHEDULING}
+        out["template"] = {**template, "spec": spec}
+    return out
+
+
+def pod_template_hash(cluster: RayCluster) -> str:
+    """The digest of what the cluster's pods are built from: the spec without
+    what only sizes or schedules them, and without upgradeStrategy itself.
+    Stamped on every pod (``labels.POD_TEMPLATE_HASH``); Recreate compares it."""
+    spec = dump(cluster.spec)
+    for key in ("suspend", "upgradeStrategy"):
+        spec.pop(key, None)
+    spec["headGroupSpec"] = _shaping(spec.get("headGroupSpec") or {})
+    spec["workerGroupSpecs"] = [_shaping(g) for g in spec.get("workerGroupSpecs") or []]
+    return hashing.digest(spec)
 
 
 def head_service_fqdn(cluster: RayCluster, ctx: BuildContext) -> str:
@@ -189,12 +219,14 @@ def _build_pod(
         head_port(head_params),
         serve=ctx.serve_readiness,
     )
+    auth.add_auth_env(container, auth.token_secret_of(cluster))
     defaults = head_defaults(gcs_port_number(head_params)) if node_type == "head" else None
     container["ports"] = container_ports(container, defaults or DEFAULT_WORKER_PORTS)
     _with_probes(container, node_type, cluster.spec.ray_version, params, ctx)
     if PLASMA_DIRECTORY not in params:
         add_empty_dir(spec, container, SHM_VOLUME, SHM_PATH, memory=True)
-    spec.setdefault("restartPolicy", "Always")
+    # Autoscaler v2 replaces a Ray node that exited instead of restarting it in place.
+    spec.setdefault("restartPolicy", "Never" if autoscaler_v2(cluster) else "Always")
     # The group's Ray node labels are pod labels too; ours still win.
     own = {
         **(node_labels or {}),
@@ -209,19 +241,25 @@ def _build_pod(
 
 
 def build_head_pod(
-    cluster: RayCluster, ctx: BuildContext, suffix: str | None = None
+    cluster: RayCluster,
+    ctx: BuildContext,
+    suffix: str | None = None,
+    template_hash: str | None = None,
 ) -> dict[str, Any]:
     head = cluster.spec.head_group_spec
     name = labels.head_pod_prefix(cluster.metadata.name) + (suffix or random_suffix())
     params = group_params(head.ray_start_params, head.resources, head.labels)
     ft = cluster.spec.gcs_fault_tolerance_options
+    # The shell expands them from the env vars, so no secret lands in the spec.
+    if ft is not None and ft.redis_username is not None:
+        params.setdefault("redis-username", "$REDIS_USERNAME")
     if ft is not None and ft.redis_password is not None:
-        # The shell expands it from the env var, so the secret never lands in the spec.
         params.setdefault("redis-password", "$REDIS_PASSWORD")
     pod = _build_pod(
         cluster, head.template, "head", labels.HEAD_GROUP, params, name, ctx, head.labels
     )
     annotations = pod["metadata"]["annotations"]
+    annotations[labels.POD_TEMPLATE_HASH] = template_hash or pod_template_hash(cluster)
     fault_tolerant = gcs_fault_tolerant(cluster)
     annotations[labels.FT_ENABLED] = "true" if fault_tolerant else "false"
     if fault_tolerant:
@@ -229,6 +267,7 @@ def build_head_pod(
     if cluster.spec.enable_in_tree_autoscaling:
         spec = pod["spec"]
         sidecar = autoscaler_container(cluster)
+        auth.add_auth_env(sidecar, auth.token_secret_of(cluster))
         spec["containers"].append(sidecar)
         spec.setdefault("serviceAccountName", labels.autoscaler_account_name(cluster.metadata.name))
         add_empty_dir(spec, spec["containers"][0], LOGS_VOLUME, LOGS_PATH)
@@ -236,11 +275,26 @@ def build_head_pod(
     return pod
 
 
+@dataclass(frozen=True)
+class ReplicaPlace:
+    """Where a worker stands in its group: its replica's index and, for a host
+    of a multi-host replica (a slice), the slice's name and its host index."""
+
+    index: int = 0
+    name: str | None = None
+    host: int = 0
+
+
 def build_worker_pod(
-    cluster: RayCluster, group: WorkerGroupSpec, ctx: BuildContext, suffix: str | None = None
+    cluster: RayCluster,
+    group: WorkerGroupSpec,
+    ctx: BuildContext,
+    suffix: str | None = None,
+    place: ReplicaPlace = ReplicaPlace(),
+    template_hash: str | None = None,
 ) -> dict[str, Any]:
     prefix = labels.worker_pod_prefix(cluster.metadata.name, group.group_name)
-    return _build_pod(
+    pod = _build_pod(
         cluster,
         group.template,
         "worker",
@@ -250,3 +304,7 @@ def build_worker_pod(
         ctx,
         group.labels,
     )
+    meta = pod["metadata"]
+    meta["labels"].update(labels.replica_labels(place.index, place.name, place.host))
+    meta["annotations"][labels.POD_TEMPLATE_HASH] = template_hash or pod_template_hash(cluster)
+    return pod

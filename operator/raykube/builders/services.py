@@ -57,3 +57,32 @@ def build_head_service(cluster: RayCluster, ctx: BuildContext) -> dict[str, Any]
         },
         "spec": spec,
     }
+
+
+def needs_headless_service(cluster: RayCluster) -> bool:
+    return any(g.num_of_hosts > 1 for g in cluster.spec.worker_group_specs)
+
+
+def build_headless_service(cluster: RayCluster) -> dict[str, Any]:
+    """The headless Service of a cluster with multi-host groups, KubeRay's: the
+    hosts of a slice find each other by DNS (ready or not, as they start
+    together), whatever Ray's own readiness says."""
+    name = cluster.metadata.name
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": labels.headless_service_name(name),
+            "namespace": cluster.metadata.namespace,
+            # ray.io/cluster besides KubeRay's own label: the operator watches
+            # its Services by that label, so a deleted one is recreated at once.
+            "labels": {labels.HEADLESS_SERVICE: name, labels.CLUSTER: name},
+            "ownerReferences": [owners.of_raycluster(cluster)],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": "None",
+            "selector": {labels.CLUSTER: name, labels.NODE_TYPE: "worker"},
+            "publishNotReadyAddresses": True,
+        },
+    }

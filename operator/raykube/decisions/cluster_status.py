@@ -164,11 +164,13 @@ def compute_status(
         "desiredWorkerReplicas": _int32(desired),
         "readyWorkerReplicas": ready_workers,
         "availableWorkerReplicas": sum(1 for p in workers if p.running),
+        # Pods, as KubeRay counts them: every host of a replica; a suspended
+        # group has no bounds to report.
         "minWorkerReplicas": _int32(
-            sum(g.min_replicas * max(1, g.num_of_hosts) for g in intent.groups)
+            sum(g.min_replicas * g.hosts for g in intent.groups if not g.suspended)
         ),
         "maxWorkerReplicas": _int32(
-            sum(g.max_replicas * max(1, g.num_of_hosts) for g in intent.groups)
+            sum(g.max_replicas * g.hosts for g in intent.groups if not g.suspended)
         ),
         **desired_resources(cluster, intent),
         "endpoints": _endpoints(observed.head_service),

@@ -39,6 +39,14 @@ class PodView:
     ready_since: str = ""
     #: The UID of the pod's controller (its RayCluster).
     owner_uid: str = ""
+    #: A worker's replica index in its group (-1: none, or not a number).
+    replica_index: int = -1
+    #: The slice a host of a multi-host replica belongs to ("" otherwise).
+    replica_name: str = ""
+    #: A host's index within its slice (-1: none, or not a number).
+    host_index: int = -1
+    #: The digest of the spec the pod was built from ("" when not stamped).
+    template_hash: str = ""
 
     @property
     def running(self) -> bool:
@@ -81,6 +89,11 @@ def _ready_since(status: Mapping[str, Any]) -> str:
     return ""
 
 
+def _index(value: Any) -> int:
+    text = str(value or "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else -1
+
+
 def view(pod: Mapping[str, Any]) -> PodView:
     meta, spec, status = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
     lbl = meta.get("labels", {})
@@ -106,4 +119,8 @@ def view(pod: Mapping[str, Any]) -> PodView:
         backing_off=backing_off,
         ready_since=_ready_since(status),
         owner_uid=owners.controller_uid(meta),
+        replica_index=_index(lbl.get(labels.REPLICA_INDEX)),
+        replica_name=str(lbl.get(labels.REPLICA_NAME) or ""),
+        host_index=_index(lbl.get(labels.HOST_INDEX)),
+        template_hash=str((meta.get("annotations") or {}).get(labels.POD_TEMPLATE_HASH) or ""),
     )

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from raykube.builders import labels, owners
+from pydantic import ValidationError
+
+from raykube.builders import auth, labels, owners
+from raykube.models.clusterspec import AuthOptions
 from raykube.timefmt import format_time, parse_time
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -112,6 +115,11 @@ class ClusterView:
     serve_url: str = ""
     #: The cluster's annotations, as read.
     notes: Mapping[str, str] = field(default_factory=dict)
+    #: The Secret its Ray processes take their token from ("": no token
+    #: authentication), and whether the operator generated it (then the
+    #: cluster owns it; else it is the user's ``authOptions.secretName``).
+    token_secret: str = ""
+    token_generated: bool = False
 
     def with_(self, **changes: Any) -> ClusterView:
         return replace(self, **changes)
@@ -186,8 +194,19 @@ def cluster_view(body: Mapping[str, Any]) -> ClusterView:
         suspended=bool(spec.get("suspend")),
         head_ports=_head_ports(spec),
         status=dict(body.get("status") or {}),
+        **_token_secret(str(meta.get("name", "")), spec.get("authOptions")),
         **_from_notes(meta.get("annotations") or {}),
     )
+
+
+def _token_secret(name: str, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        return {}
+    try:
+        found = auth.token_secret(name, AuthOptions.model_validate(raw))
+    except ValidationError:
+        return {}
+    return {"token_secret": found.name, "token_generated": found.generated} if found else {}
 
 
 def with_notes(view: ClusterView, written: Mapping[str, str | None]) -> ClusterView:

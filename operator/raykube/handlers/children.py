@@ -34,10 +34,14 @@ async def ensure_owned(
     parent: Body,
     desired: Body,
     live: Mapping[str, Any] | Live | None = Live.UNKNOWN,
+    update: bool = True,
 ) -> Mapping[str, Any] | None:
     """Create ``desired`` when absent, apply it when ``parent`` controls the live
     object; otherwise post a Warning on ``parent`` naming the object in the way
     and return None (the caller decides what that blocks).
+
+    ``update=False``: a live object ``parent`` controls is returned as it is
+    (a generated token must never be replaced by a fresh one).
 
     ``live`` is the child as a watch cache holds it (None: not in the cache);
     an object missing from the cache may still exist (not ours, so not
@@ -58,7 +62,7 @@ async def ensure_owned(
             # Deleted between our create and our read: the next pass creates it.
             raise ApiError(409, "Conflict", f"{_what(desired)} changed while being created")
     if owners.owned_by(live, uid):
-        return await kube.apply(desired)
+        return await kube.apply(desired) if update else live
     message = (
         f"{_what(desired)} exists and is not controlled by {parent.get('kind', 'this object')} "
         f"{parent['metadata'].get('name')}; it is left alone (delete or rename it)"

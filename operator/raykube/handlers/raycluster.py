@@ -8,6 +8,7 @@ only when it changed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -17,14 +18,37 @@ from pydantic import ValidationError
 
 from raykube import metrics
 from raykube.adapters.kube import PODS, RAYCLUSTERS, ApiError
-from raykube.builders import hashing, owners
+from raykube.builders import hashing, labels, owners
 from raykube.builders.autoscaler import autoscaler_rbac
-from raykube.builders.pods import BuildContext, build_head_pod, build_worker_pod
-from raykube.builders.services import build_head_service
+from raykube.builders.env import gcs_fault_tolerant
+from raykube.builders.pods import (
+    BuildContext,
+    ReplicaPlace,
+    build_head_pod,
+    build_worker_pod,
+    random_suffix,
+)
+from raykube.builders.services import (
+    build_head_service,
+    build_headless_service,
+    needs_headless_service,
+)
 from raykube.decisions import cluster_status, pods
-from raykube.decisions.scaling import PodPlan, intent_of, plan_pods
+from raykube.decisions.scaling import (
+    RECREATE,
+    ClusterIntent,
+    Deletion,
+    PodPlan,
+    intent_of,
+    plan_pods,
+    still_building,
+    workers_to_create,
+)
+from raykube.handlers.auth_secret import ensure_auth_secret
 from raykube.handlers.children import ensure_owned
 from raykube.handlers.kit import Controller
+from raykube.handlers.network import ensure_network
+from raykube.handlers.redis_cleanup import ensure_finalizer, finish_deletion, has_finalizer
 from raykube.handlers.runtime import Runtime
 from raykube.handlers.workqueue import Key, WorkQueue
 from raykube.models.base import validation_message
@@ -91,6 +115,9 @@ async def _reconcile(ctl: Controller, key: Key) -> float | None:
         if rt.cluster_objects is not None
         else await rt.kube.get(RAYCLUSTERS, *key)
     )
+    if obj is not None and obj["metadata"].get("deletionTimestamp") and has_finalizer(obj):
+        ctl.seen(key)
+        return await finish_deletion(ctl, key, obj, build_context(rt, obj))
     if obj is None or obj["metadata"].get("deletionTimestamp"):
         ctl.forget(key)
         return None
@@ -102,10 +129,17 @@ async def _reconcile(ctl: Controller, key: Key) -> float | None:
         return None
     if cluster.spec.managed_by == ManagedBy.MULTIKUEUE:
         return None  # Kueue's MultiKueue runs it on a worker cluster; nothing to do here
+    if await ensure_finalizer(ctl, key, obj, gcs_fault_tolerant(cluster)):
+        return None  # the watch brings the changed object back
     ctx = build_context(rt, obj)
     if cluster.spec.enable_in_tree_autoscaling:
         await ensure_autoscaler_rbac(ctl, key, obj, cluster, ctx)
+    await ensure_network(ctl, key, obj, cluster, ctx)
     head_service, failure = await ensure_head_service(ctl, key, obj, cluster, ctx)
+    if failure is None:
+        failure = await ensure_auth_secret(ctl, key, obj, cluster)
+    if failure is None and needs_headless_service(cluster):
+        await ensure_headless_service(ctl, key, obj, cluster)
     if failure is None:
         failure = await ensure_pods(ctl, key, obj, cluster, ctx)
     observed = cluster_status.Observed(
@@ -176,6 +210,18 @@ async def ensure_head_service(
     return written, None
 
 
+async def ensure_headless_service(
+    ctl: Controller, key: Key, obj: dict[str, Any], cluster: RayCluster
+) -> None:
+    """The Service the hosts of a slice resolve each other by; pods do not
+    wait for it (a name someone else holds gets a Warning, as any child's)."""
+    desired = hashing.stamped(build_headless_service(cluster))
+    live = ctl.rt.head_service_of(key, desired["metadata"]["name"])
+    if live is not None and hashing.unchanged(desired, live):
+        return
+    await ensure_owned(ctl, key, obj, desired, live)
+
+
 def _templates(cluster: RayCluster) -> list[Any]:
     """What a dry-run judges: templates and start params, not replica counts."""
     head = cluster.spec.head_group_spec
@@ -215,7 +261,11 @@ async def ensure_pods(
 ) -> tuple[str, str] | None:
     """Create and delete pods per the plan; return a creation failure, if any."""
     rt = ctl.rt
-    plan = plan_pods(intent_of(cluster), rt.pods_of(key, obj["metadata"].get("uid", "")))
+    intent = intent_of(cluster)
+    record = ctl.seen(key)
+    observed = rt.pods_of(key, obj["metadata"].get("uid", ""))
+    plan = plan_pods(intent, observed, record.building)
+    record.building = frozenset(u.name for u in plan.unfinished)
     if plan.empty:
         return None
     if plan.create_head or plan.create_workers:
@@ -230,7 +280,21 @@ async def ensure_pods(
                 return failure
             rt.judged.add(fingerprint)
     await _delete_pods(ctl, key, obj, plan)
-    return await _create_pods(ctl, key, obj, cluster, ctx, plan)
+    return await _create_pods(ctl, key, obj, cluster, ctx, plan, intent)
+
+
+#: The event reason of a pod deleted because upgradeStrategy Recreate replaces it.
+DELETED_FOR_RECREATE = "DeletedPodForRecreate"
+
+
+def _deletion_event(namespace: str, victim: Deletion) -> tuple[str, str]:
+    message = f"Deleted pod {namespace}/{victim.name} ({victim.reason}"
+    if victim.reason == RECREATE:
+        return DELETED_FOR_RECREATE, message + ": the pod templates changed)"
+    if victim.replica:
+        message += f"; with the rest of slice {victim.replica}"
+    reason = "DeletedHeadPod" if victim.node_type == "head" else "DeletedWorkerPod"
+    return reason, message + ")"
 
 
 async def _delete_pods(ctl: Controller, key: Key, obj: dict[str, Any], plan: PodPlan) -> None:
@@ -239,9 +303,7 @@ async def _delete_pods(ctl: Controller, key: Key, obj: dict[str, Any], plan: Pod
         if await rt.kube.delete(PODS, key[0], victim.name, uid=victim.uid):
             rt.expectations.deleted(key, victim.uid)
             metrics.PODS_DELETED.labels(victim.node_type, victim.reason).inc()
-            reason = "DeletedHeadPod" if victim.node_type == "head" else "DeletedWorkerPod"
-            message = f"Deleted pod {key[0]}/{victim.name} ({victim.reason})"
-            ctl.event(obj, "Normal", reason, message)
+            ctl.event(obj, "Normal", *_deletion_event(key[0], victim))
 
 
 async def _create(
@@ -273,22 +335,34 @@ async def _create_pods(
     cluster: RayCluster,
     ctx: BuildContext,
     plan: PodPlan,
+    intent: ClusterIntent,
 ) -> tuple[str, str] | None:
     budget = MAX_CREATES_PER_PASS
+    stamp = intent.template_hash
     if plan.create_head:
-        failure = await _create(ctl, key, obj, build_head_pod(cluster, ctx), "head")
+        head = build_head_pod(cluster, ctx, template_hash=stamp)
+        failure = await _create(ctl, key, obj, head, "head")
         if failure:
             return failure
         budget -= 1
     groups = {g.group_name: g for g in cluster.spec.worker_group_specs}
-    wanted = sum(plan.create_workers.values())
-    todo = _worker_groups(plan, budget)
-    if wanted > len(todo):
+    pending = workers_to_create(plan, _slice_name)
+    todo = list(itertools.islice(pending, max(0, budget)))
+    following = next(pending, None)
+    if following is not None:
         ctl.queue.add_after(key, MORE_PODS_RECHECK_SECONDS)
+    ctl.seen(key).building = still_building(plan, todo, following)
     # Worker pods are independent: create a bounded batch at a time, built when sent.
     for first in range(0, len(todo), CREATE_BATCH):
         batch = [
-            build_worker_pod(cluster, groups[g], ctx) for g in todo[first : first + CREATE_BATCH]
+            build_worker_pod(
+                cluster,
+                groups[w.group],
+                ctx,
+                place=ReplicaPlace(w.replica_index, w.replica_name, w.host_index),
+                template_hash=stamp,
+            )
+            for w in todo[first : first + CREATE_BATCH]
         ]
         results = await asyncio.gather(*(_create(ctl, key, obj, p, "worker") for p in batch))
         failure = next((r for r in results if r), None)
@@ -297,9 +371,5 @@ async def _create_pods(
     return None
 
 
-def _worker_groups(plan: PodPlan, budget: int) -> list[str]:
-    """The group of each worker pod this pass creates: at most ``budget`` of them."""
-    todo: list[str] = []
-    for name, count in plan.create_workers.items():
-        todo += [name] * max(0, min(count, budget - len(todo)))
-    return todo
+def _slice_name(group: str) -> str:
+    return labels.replica_name(group, random_suffix())

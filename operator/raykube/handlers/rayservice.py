@@ -209,9 +209,8 @@ async def ensure_new_cluster(p: Pass, obs: Observed, plan: Plan) -> None:
 
 async def ensure_submissions(p: Pass, plan: Plan) -> None:
     ns, goal = p.key[0], p.goal
-    secret = await token(p) if plan.submit else ""
     for cluster, why in plan.submit:
-        err = await _put_config(p, cluster, goal, secret)
+        err = await _put_config(p, cluster, goal)
         if err is not None:
             if not err.rejected:
                 detail = safe(str(err), LOG_MESSAGE_LIMIT)
@@ -237,7 +236,7 @@ async def ensure_rollback(p: Pass, plan: Plan) -> None:
     if rollback is None:
         return
     cluster, ns = rollback.cluster, p.key[0]
-    err = await _put_config(p, cluster, rollback.to, await token(p))
+    err = await _put_config(p, cluster, rollback.to)
     if err is not None:
         detail = safe(str(err), LOG_MESSAGE_LIMIT)
         log.warning("rollback of %s/%s not submitted: %s", ns, cluster.name, detail)
@@ -252,14 +251,13 @@ async def ensure_rollback(p: Pass, plan: Plan) -> None:
     p.event("Warning", "RollbackInProgress", message)
 
 
-async def _put_config(
-    p: Pass, cluster: ClusterView, config: ServeGoal, secret: str
-) -> DashboardError | None:
+async def _put_config(p: Pass, cluster: ClusterView, config: ServeGoal) -> DashboardError | None:
     """PUT ``config`` to the cluster's head, counted; the error, if it failed."""
+    head = head_address(p, cluster, await token(p, cluster))
     started = time.monotonic()
     error: DashboardError | None = None
     try:
-        await p.sc.dashboard.put_applications(head_address(p, cluster, secret), dict(config.config))
+        await p.sc.dashboard.put_applications(head, dict(config.config))
     except DashboardError as err:
         error = err
     result = "accepted" if error is None else "rejected" if error.rejected else "error"

@@ -229,24 +229,52 @@ def head_address(p: Pass, cluster: ClusterView, token: str = "") -> Head:
     )
 
 
-async def token(p: Pass) -> str:
-    """The dashboard token of a cluster with token authentication, if any."""
-    auth = p.rs.spec.ray_cluster_config.auth_options
-    if auth is None or auth.mode == "disabled" or not auth.secret_name:
+async def token(p: Pass, cluster: ClusterView) -> str:
+    """The token a cluster with token authentication expects on its dashboard
+    ("" without one), read once per cluster and Secret (a failed poll reads
+    it again). Only two Secrets are read: the one generated for the cluster
+    (owned by it) and a user's that its owner labelled as willing to be read."""
+    if not cluster.token_secret:
         return ""
-    secret = await p.rt.kube.get(SECRETS, p.key[0], auth.secret_name)
+    cached = p.record.tokens.get(cluster.name)
+    if cached is not None and cached[0] == cluster.token_secret:
+        return cached[1]
+    found = await _read_token(p, cluster)
+    p.record.tokens[cluster.name] = (cluster.token_secret, found)
+    return found
+
+
+async def _read_token(p: Pass, cluster: ClusterView) -> str:
+    name = cluster.token_secret
+    try:
+        secret = await p.rt.kube.get(SECRETS, p.key[0], name)
+    except ApiError as err:
+        if not err.forbidden:
+            raise
+        message = (
+            f"Secret {p.key[0]}/{name} (the token of RayCluster {cluster.name}) may not be "
+            "read by the operator (features.rayServiceAuthSecrets); its dashboard is called "
+            "without the token"
+        )
+        p.sc.ctl.warn_once(p.key, p.obj, "AuthSecretNotReadable", message)
+        return ""
     if secret is None:
         return ""
-    if ((secret.get("metadata") or {}).get("labels") or {}).get(
+    if cluster.token_generated:
+        # One of that name the cluster does not own holds nobody's token for
+        # it (its RayCluster creates no pod while it is in the way).
+        if not owners.owned_by(secret, cluster.uid):
+            return ""
+    elif ((secret.get("metadata") or {}).get("labels") or {}).get(
         labels.AUTH_SECRET_OPT_IN
     ) != "true":
         message = (
-            f"Secret {p.key[0]}/{auth.secret_name} is not labelled "
+            f"Secret {p.key[0]}/{name} is not labelled "
             f"{labels.AUTH_SECRET_OPT_IN}=true; its auth_token is not used"
         )
         p.sc.ctl.warn_once(p.key, p.obj, "AuthSecretNotOptedIn", message)
         return ""
-    raw = (secret.get("data") or {}).get("auth_token", "")
+    raw = (secret.get("data") or {}).get(labels.AUTH_TOKEN_KEY, "")
     try:
         return base64.b64decode(raw, validate=True).decode() if isinstance(raw, str) else ""
     except (binascii.Error, UnicodeDecodeError):
@@ -259,7 +287,7 @@ async def _poll(p: Pass, cluster: ClusterView, head_ready: bool) -> ServeSnapsho
     cached = p.record.polls.get(cluster.name)
     if cached and time.monotonic() - cached[0] < MIN_POLL_INTERVAL:
         return cached[1]
-    head = head_address(p, cluster, await token(p))
+    head = head_address(p, cluster, await token(p, cluster))
     dashboard = p.sc.dashboard
     try:
         details, proxy = await asyncio.gather(
@@ -268,6 +296,7 @@ async def _poll(p: Pass, cluster: ClusterView, head_ready: bool) -> ServeSnapsho
         snap = snapshot(details, proxy)
     except DashboardError as err:
         snap = ServeSnapshot(reachable=False, error=str(err))
+        p.record.tokens.pop(cluster.name, None)  # a Secret labelled since, or replaced
     p.record.polls[cluster.name] = (time.monotonic(), snap)
     return snap
 
@@ -278,3 +307,4 @@ def forget_clusters(record: ObjectState, names: Iterable[str]) -> None:
         record.polls.pop(name, None)
         record.rejected.pop(name, None)
         record.written.pop(name, None)
+        record.tokens.pop(name, None)

@@ -64,6 +64,37 @@ def ray_services(
     return {(namespace or "", labels[ray_labels.CLUSTER]): slim}
 
 
+def _owned_child(kind: str, body: kopf.Body) -> dict[str, Any]:
+    """What deciding on such a child needs: who controls it, and the hash of
+    what was applied."""
+    meta = body["metadata"]
+    return {
+        "kind": kind,
+        "metadata": {
+            "name": meta["name"],
+            "uid": meta.get("uid", ""),
+            "annotations": dict(meta.get("annotations") or {}),
+            "ownerReferences": list(meta.get("ownerReferences") or []),
+        },
+    }
+
+
+@kopf.index("networking.k8s.io", "v1", "ingresses", labels=RAY_CHILD)
+def ray_ingresses(
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[Key, Any]:
+    """Head Ingresses by (namespace, cluster): created, updated and deleted from here."""
+    return {(namespace or "", labels[ray_labels.CLUSTER]): _owned_child("Ingress", body)}
+
+
+@kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=RAY_CHILD)
+def ray_network_policies(
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[Key, Any]:
+    """NetworkPolicies by (namespace, cluster), as for Ingresses."""
+    return {(namespace or "", labels[ray_labels.CLUSTER]): _owned_child("NetworkPolicy", body)}
+
+
 @kopf.index("ray.io", "v1", "rayclusters")
 def ray_clusters(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
     """The latest RayCluster objects: a reconcile reads here, not from the API server."""
@@ -123,6 +154,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> No
         pods=kwargs["ray_pods"],
         services=kwargs["ray_services"],
         cluster_objects=kwargs["ray_clusters"],
+        network_children=(kwargs["ray_ingresses"], kwargs["ray_network_policies"]),
     )
     memo["runtime"] = rt
     dashboard = DashboardClient(ours.dashboard_access, ours.cluster_domain, kube)
@@ -212,6 +244,20 @@ async def pod_event(namespace: str | None, labels: Mapping[str, str], memo: Any,
 
 @kopf.on.event("services", labels=RAY_CHILD)
 async def service_event(
+    namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+) -> None:
+    _clusters(memo).queue.add((namespace or "", labels[ray_labels.CLUSTER]))
+
+
+@kopf.on.event("networking.k8s.io", "v1", "ingresses", labels=RAY_CHILD)
+async def ingress_event(
+    namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+) -> None:
+    _clusters(memo).queue.add((namespace or "", labels[ray_labels.CLUSTER]))
+
+
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=RAY_CHILD)
+async def network_policy_event(
     namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
 ) -> None:
     _clusters(memo).queue.add((namespace or "", labels[ray_labels.CLUSTER]))

@@ -114,6 +114,10 @@ class Runtime:
     pods: IndexLike
     services: IndexLike
     cluster_objects: IndexLike | None = None
+    #: Ingresses and NetworkPolicies labelled for a cluster (slim: kind, name,
+    #: owners, annotations). Without them a wanted child is created, or read
+    #: and applied, on every pass, and none is ever deleted.
+    network_children: tuple[IndexLike, ...] = ()
     expectations: Expectations = field(default_factory=Expectations)
     #: Pod template contents (with their namespace) the API server accepted in a dry-run.
     judged: Recent = field(default_factory=lambda: Recent(JUDGED_TEMPLATES))
@@ -166,6 +170,10 @@ class Runtime:
         if self.cluster_objects is None or key not in self.cluster_objects:
             return None
         return next(iter(self.cluster_objects[key]), None)
+
+    def network_children_of(self, key: Key) -> list[Mapping[str, Any]]:
+        """The cluster's Ingresses and NetworkPolicies as the watches last showed them."""
+        return [child for index in self.network_children if key in index for child in index[key]]
 
     def head_service_of(self, key: Key, name: str) -> Mapping[str, Any] | None:
         if key not in self.services:

@@ -20,8 +20,12 @@ class ObjectState:
     #: (reason, generation or message) of Warning events already posted.
     warned: set[tuple[str, str]] = field(default_factory=set)
     #: Fingerprints of what was applied or judged without a cache to compare
-    #: against: "rbac" (the autoscaler's objects), "dry-run" (pod templates).
+    #: against: "rbac" (the autoscaler's objects), "dry-run" (pod templates),
+    #: "refused:<kind>/<name>" (a network child the API server refused).
     applied: dict[str, str] = field(default_factory=dict)
+    #: RayCluster: slices a pass began and could not finish (its creation
+    #: budget ran out); the next passes add their missing hosts.
+    building: frozenset[str] = frozenset()
     #: The status's summary for the gauges: a RayCluster's state, or a
     #: RayService's conditions as {type: status}.
     summary: tuple[tuple[str, str], ...] = ()
@@ -39,6 +43,9 @@ class ObjectState:
     last_good: str | None = None
     #: RayService: a Secret of that name exists and is someone else's.
     last_good_taken: bool = False
+    #: RayService: cluster name -> (Secret name, token) its dashboard calls
+    #: carry, read once and dropped when a poll of that head fails.
+    tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class States:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from raykube.models import shapes
 from raykube.models.base import (
@@ -55,6 +55,10 @@ class UpscalingMode(StrEnum):
 class AutoscalerVersion(StrEnum):
     V1 = "v1"
     V2 = "v2"
+
+
+#: The head's env var that turns autoscaler v2 on (what version: v2 sets).
+AUTOSCALER_V2_ENV = "RAY_enable_autoscaler_v2"
 
 
 class ManagedBy(StrEnum):
@@ -132,9 +136,13 @@ class GcsFaultToleranceOptions(KubeModel):
         None, description="host:port of the external Redis (backend redis)."
     )
     redis_username: RedisCredential | None = Field(
-        None, description="Redis user name; refused by raykube (not supported)."
+        None,
+        description="Redis ACL user name: the head's REDIS_USERNAME (Ray 2.41 or later).",
     )
-    redis_password: RedisCredential | None = Field(None, description="Redis password.")
+    redis_password: RedisCredential | None = Field(
+        None,
+        description="Redis password: the head's REDIS_PASSWORD.",
+    )
     external_storage_namespace: str | None = Field(
         None,
         description=(
@@ -182,7 +190,10 @@ class AutoscalerOptions(KubeModel):
     )
     version: AutoscalerVersion | None = Field(
         None,
-        description="v1 (the autoscaler raykube runs); v2 is refused (not supported).",
+        description=(
+            "v1 (default) or v2: RAY_enable_autoscaler_v2=true on the head, restartPolicy "
+            "Never on every pod."
+        ),
     )
     env: list[OpenObject] | None = Field(
         None, description="Extra environment variables (Kubernetes EnvVar) for the autoscaler."
@@ -203,28 +214,36 @@ class RayClusterUpgradeStrategy(KubeModel):
     type: RayClusterUpgradeType | None = Field(
         None,
         description=(
-            "None (default): running pods keep their old configuration; new pods use the new "
-            "one. Recreate is refused by raykube (not supported)."
+            "None (default): running pods keep their configuration. Recreate: when the spec "
+            "shaping the pods changes (not worker replicas and bounds, scaleStrategy, suspend, "
+            "tolerations, schedulingGates), all pods are deleted and created anew. Refused in "
+            "a RayService."
         ),
     )
 
 
 class AuthOptions(KubeModel):
-    """Token authentication for the Ray dashboard and API."""
+    """Ray's token authentication."""
 
     mode: AuthMode | None = Field(
         None,
         description=(
-            "disabled or token (default token). Only disabled is accepted: raykube does not "
-            "run token authentication."
+            "token (default) or disabled. token: the Ray containers and the autoscaler get "
+            "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN from the Secret's auth_token key, unless "
+            "they set them. Ray >= 2.52."
         ),
     )
     secret_name: str | None = Field(
-        None, description="KubeRay's token Secret; not used (token mode is refused)."
+        None,
+        description=(
+            "Secret whose auth_token key holds the token. Unset: the operator creates one "
+            "named after the cluster, owned by it, with a random token."
+        ),
     )
     enable_k8s_token_auth: bool | None = Field(
         None,
-        description="KubeRay's delegation to the API server; not used (token mode is refused).",
+        alias="enableK8sTokenAuth",
+        description="Token checks by the Kubernetes API server; true is refused (not supported).",
     )
 
 
@@ -233,6 +252,169 @@ class TLSOptions(KubeModel):
 
     enabled: bool | None = Field(
         None, description="Mutual TLS; raykube refuses true (not supported)."
+    )
+
+
+class IngressPathType(StrEnum):
+    EXACT = "Exact"
+    PREFIX = "Prefix"
+    IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
+
+
+class IngressTLS(KubeModel):
+    """One TLS entry of the head Ingress (networking.k8s.io/v1 IngressTLS)."""
+
+    hosts: list[str] | None = Field(None, description="Hosts the certificate covers.")
+    secret_name: str | None = Field(
+        None, description="Secret of the cluster's namespace holding the certificate and key."
+    )
+
+
+class IngressOptions(KubeModel):
+    """How the head Ingress (enableIngress) routes: host, path and TLS."""
+
+    host: str | None = Field(
+        None, description="Host of the Ingress rule; unset: the rule matches any host."
+    )
+    path: str | None = Field(
+        None,
+        description=(
+            'Path routed to the head\'s dashboard port; unset: "/". Without ingressOptions the '
+            "path is KubeRay's /<cluster>/(.*) (pathType Exact)."
+        ),
+    )
+    path_type: IngressPathType | None = Field(
+        None, description="How path is matched; unset: Prefix."
+    )
+    tls: list[IngressTLS] | None = Field(
+        None, description="TLS entries copied into the Ingress's spec.tls."
+    )
+
+
+class NetworkPolicyMode(StrEnum):
+    DENY_ALL = "DenyAll"
+    DENY_ALL_INGRESS = "DenyAllIngress"
+    DENY_ALL_EGRESS = "DenyAllEgress"
+
+
+#: A group name becomes part of a NetworkPolicy's name (a DNS-1123 label).
+DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class NetworkPolicyRules(KubeModel):
+    """Rules appended to a generated NetworkPolicy's own."""
+
+    ingress_rules: list[OpenObject] | None = Field(
+        None,
+        description=(
+            "NetworkPolicyIngressRules appended after the rule admitting the cluster's own "
+            "pods; only with a mode that restricts ingress (DenyAll, DenyAllIngress)."
+        ),
+    )
+    egress_rules: list[OpenObject] | None = Field(
+        None,
+        description=(
+            "NetworkPolicyEgressRules appended after the rule allowing traffic to the "
+            "cluster's own pods; only with a mode that restricts egress (DenyAll, "
+            "DenyAllEgress). DNS is not allowed by default: add it here."
+        ),
+    )
+
+
+class WorkerGroupNetworkPolicyRules(NetworkPolicyRules):
+    """Rules for one worker group's NetworkPolicy, replacing ``worker``'s."""
+
+    group_name: str = Field(description="A groupName of workerGroupSpecs.")
+
+
+def _rules_match_mode(where: str) -> list[dict[str, str]]:
+    """KubeRay's consistency rules: rules only for the direction the mode restricts."""
+    return [
+        {
+            "rule": (
+                f"!has(self.{where}) || !has(self.{where}.ingressRules) || "
+                f"size(self.{where}.ingressRules) == 0 || "
+                "!has(self.mode) || self.mode != 'DenyAllEgress'"
+            ),
+            "message": (
+                f"networkPolicy.{where}.ingressRules cannot be set when mode is DenyAllEgress "
+                "(ingress is not restricted)"
+            ),
+        },
+        {
+            "rule": (
+                f"!has(self.{where}) || !has(self.{where}.egressRules) || "
+                f"size(self.{where}.egressRules) == 0 || "
+                "!has(self.mode) || self.mode != 'DenyAllIngress'"
+            ),
+            "message": (
+                f"networkPolicy.{where}.egressRules cannot be set when mode is DenyAllIngress "
+                "(egress is not restricted)"
+            ),
+        },
+    ]
+
+
+class NetworkPolicyConfig(KubeModel):
+    """NetworkPolicies for the cluster's pods: one for the head, one per worker group."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            [
+                *_rules_match_mode("head"),
+                *_rules_match_mode("worker"),
+                {
+                    "rule": (
+                        "!has(self.workerGroups) || !has(self.mode) || "
+                        "self.mode != 'DenyAllEgress' || self.workerGroups.all(w, "
+                        "!has(w.ingressRules) || size(w.ingressRules) == 0)"
+                    ),
+                    "message": (
+                        "networkPolicy.workerGroups[].ingressRules cannot be set when mode is "
+                        "DenyAllEgress (ingress is not restricted)"
+                    ),
+                },
+                {
+                    "rule": (
+                        "!has(self.workerGroups) || !has(self.mode) || "
+                        "self.mode != 'DenyAllIngress' || self.workerGroups.all(w, "
+                        "!has(w.egressRules) || size(w.egressRules) == 0)"
+                    ),
+                    "message": (
+                        "networkPolicy.workerGroups[].egressRules cannot be set when mode is "
+                        "DenyAllIngress (egress is not restricted)"
+                    ),
+                },
+            ]
+        )
+    )
+
+    mode: NetworkPolicyMode | None = Field(
+        None,
+        description=(
+            "Which direction the policies restrict: DenyAll (default) both, DenyAllIngress "
+            "ingress, DenyAllEgress egress. Every mode lets the cluster's pods reach each other."
+        ),
+        json_schema_extra=schema_default(NetworkPolicyMode.DENY_ALL.value),
+    )
+    head: NetworkPolicyRules | None = Field(
+        None, description="Rules added to the head pod's policy (<cluster>-head)."
+    )
+    worker: NetworkPolicyRules | None = Field(
+        None,
+        description=(
+            "Rules added to each worker group's policy (<cluster>-workers-<group>), unless "
+            "workerGroups has an entry for the group."
+        ),
+    )
+    worker_groups: list[WorkerGroupNetworkPolicyRules] | None = Field(
+        None,
+        max_length=MAX_WORKER_GROUPS,
+        description="Rules of one worker group's policy, replacing worker's for that group.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["groupName"],
+        },
     )
 
 
@@ -281,10 +463,16 @@ class HeadGroupSpec(TemplatedGroup):
         ),
     )
     enable_ingress: bool | None = Field(
-        None, description="KubeRay's head Ingress; raykube refuses true (not supported)."
+        None,
+        description=(
+            "true: a networking.k8s.io/v1 Ingress <cluster>-head-ingress, owned by the "
+            "cluster, routes to the head Service's dashboard port. It carries the "
+            "RayCluster's annotations, and its ingressClassName is the RayCluster's "
+            "kubernetes.io/ingress.class annotation. Turned off: the Ingress is deleted."
+        ),
     )
-    ingress_options: OpenObject | None = Field(
-        None, description="KubeRay's Ingress settings; refused by raykube (not supported)."
+    ingress_options: IngressOptions | None = Field(
+        None, description="Host, path, pathType and TLS of the head Ingress (enableIngress)."
     )
     resources: StringMap | None = Field(
         None,
@@ -418,6 +606,33 @@ class WorkerGroupSpec(TemplatedGroup):
         return value
 
 
+def _autoscaler_version_problem(opts: AutoscalerOptions, groups: list[Any]) -> str | None:
+    """KubeRay's checks: the version is said once (not also by the head's env), and
+    v2's pods are replaced when Ray exits, never restarted in place."""
+    if opts.version is None:
+        return None
+    head = groups[0]
+    env = head.ray_container().get("env") if isinstance(head, TemplatedGroup) else None
+    if any(isinstance(e, dict) and e.get("name") == AUTOSCALER_V2_ENV for e in env or []):
+        return (
+            f"version and the head container's env var {AUTOSCALER_V2_ENV} are both set; "
+            "set only version"
+        )
+    if opts.version != AutoscalerVersion.V2:
+        return None
+    for group in groups:
+        if not isinstance(group, TemplatedGroup):
+            continue
+        policy = group.pod_spec().get("restartPolicy")
+        if policy not in (None, "", "Never"):
+            where = getattr(group, "group_name", "the head")
+            return (
+                f"version v2 needs restartPolicy Never (or unset) in every pod template; "
+                f"{where}'s is {policy}"
+            )
+    return None
+
+
 def _unsupported(rule: str, field: str, why: str) -> dict[str, str]:
     """A CEL rule refusing a KubeRay field raykube does not implement: accepted
     and ignored it would promise what the cluster does not do."""
@@ -432,10 +647,10 @@ def _unsupported(rule: str, field: str, why: str) -> dict[str, str]:
 #: KubeRay 1.7 fields raykube refuses at admission (docs/api.md lists them).
 UNSUPPORTED_FIELD_RULES = [
     _unsupported(
-        "!has(self.authOptions) || (has(self.authOptions.mode) && "
-        "self.authOptions.mode == 'disabled')",
-        "authOptions",
-        "the Ray cluster would run without token authentication; remove it or set mode: disabled",
+        "!has(self.authOptions) || !has(self.authOptions.enableK8sTokenAuth) || "
+        "!self.authOptions.enableK8sTokenAuth",
+        "authOptions.enableK8sTokenAuth",
+        "nothing would check tokens with the Kubernetes API server; use mode: token",
     ),
     _unsupported(
         "!has(self.tlsOptions) || !has(self.tlsOptions.enabled) || !self.tlsOptions.enabled",
@@ -443,24 +658,9 @@ UNSUPPORTED_FIELD_RULES = [
         "Ray nodes would talk without TLS",
     ),
     _unsupported(
-        "!has(self.networkPolicy)",
-        "networkPolicy",
-        "no NetworkPolicy would be created; write your own NetworkPolicies for the pods",
-    ),
-    _unsupported(
         "!has(self.historyServerOptions)",
         "historyServerOptions",
         "no history server collector would run",
-    ),
-    _unsupported(
-        "!has(self.headGroupSpec.enableIngress) || !self.headGroupSpec.enableIngress",
-        "headGroupSpec.enableIngress",
-        "no Ingress would be created; write your own Ingress for the head Service",
-    ),
-    _unsupported(
-        "!has(self.headGroupSpec.ingressOptions)",
-        "headGroupSpec.ingressOptions",
-        "no Ingress would be created",
     ),
     _unsupported(
         "!has(self.gcsFaultToleranceOptions) || !has(self.gcsFaultToleranceOptions.backend) || "
@@ -473,24 +673,33 @@ UNSUPPORTED_FIELD_RULES = [
         "gcsFaultToleranceOptions.storage",
         "it belongs to the rocksdb backend, which raykube does not run",
     ),
-    _unsupported(
-        "!has(self.gcsFaultToleranceOptions) || !has(self.gcsFaultToleranceOptions.redisUsername)",
-        "gcsFaultToleranceOptions.redisUsername",
-        "Ray would connect to Redis without it; use a password (redisPassword)",
-    ),
-    _unsupported(
-        "!has(self.upgradeStrategy) || !has(self.upgradeStrategy.type) || "
-        "self.upgradeStrategy.type != 'Recreate'",
-        "upgradeStrategy.type",
-        "Recreate would not recreate running pods; pods keep the configuration they "
-        "were created with",
-    ),
-    _unsupported(
-        "!has(self.autoscalerOptions) || !has(self.autoscalerOptions.version) || "
-        "self.autoscalerOptions.version != 'v2'",
-        "autoscalerOptions.version",
-        "v2 would run the v1 autoscaler",
-    ),
+]
+
+
+#: KubeRay's checks of networkPolicy against the worker groups it names.
+NETWORK_POLICY_RULES = [
+    {
+        "rule": (
+            "!has(self.networkPolicy) || !has(self.workerGroupSpecs) || "
+            f"self.workerGroupSpecs.all(g, g.groupName.matches('{DNS_LABEL}'))"
+        ),
+        "message": (
+            "workerGroupSpecs[].groupName must be a DNS-1123 label (lower case letters, digits, "
+            "'-') when networkPolicy is set: it is part of the group's NetworkPolicy name"
+        ),
+        "fieldPath": ".workerGroupSpecs",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": (
+            "!has(self.networkPolicy) || !has(self.networkPolicy.workerGroups) || "
+            "self.networkPolicy.workerGroups.all(w, has(self.workerGroupSpecs) && "
+            "self.workerGroupSpecs.exists(g, g.groupName == w.groupName))"
+        ),
+        "message": "networkPolicy.workerGroups[].groupName must name a group of workerGroupSpecs",
+        "fieldPath": ".networkPolicy.workerGroups",
+        "reason": "FieldValueInvalid",
+    },
 ]
 
 
@@ -514,6 +723,7 @@ class RayClusterSpec(KubeModel):
                     "fieldPath": ".workerGroupSpecs",
                     "reason": "FieldValueForbidden",
                 },
+                *NETWORK_POLICY_RULES,
             ]
         )
     )
@@ -545,6 +755,18 @@ class RayClusterSpec(KubeModel):
     autoscaler_options: AutoscalerOptions | None = Field(
         None, description="Settings for the autoscaler sidecar."
     )
+
+    @field_validator("autoscaler_options")
+    @classmethod
+    def _autoscaler_version_honoured(
+        cls, value: AutoscalerOptions | None, info: ValidationInfo
+    ) -> AutoscalerOptions | None:
+        if value is not None and info.data.get("enable_in_tree_autoscaling"):
+            workers = info.data.get("worker_group_specs") or []
+            groups = [info.data.get("head_group_spec"), *workers]
+            shapes.refuse(_autoscaler_version_problem(value, groups))
+        return value
+
     head_service_annotations: StringMap | None = Field(
         None, description="Annotations added to the head Service."
     )
@@ -552,10 +774,14 @@ class RayClusterSpec(KubeModel):
         None, description="Delete all pods of the cluster and create none while true."
     )
     gcs_fault_tolerance_options: GcsFaultToleranceOptions | None = Field(
-        None, description="Keep GCS state outside the head pod so it survives a head restart."
+        None,
+        description=(
+            "Keep GCS state in Redis so it survives a head restart; on deletion a Job "
+            "deletes the cluster's keys first (a finalizer)."
+        ),
     )
     upgrade_strategy: RayClusterUpgradeStrategy | None = Field(
-        None, description="What happens to running pods when a pod template changes."
+        None, description="What happens to running pods when the pods' spec changes."
     )
     managed_by: ManagedBy | None = Field(
         None,
@@ -568,17 +794,20 @@ class RayClusterSpec(KubeModel):
     auth_options: AuthOptions | None = Field(
         None,
         description=(
-            "Token authentication; raykube accepts only mode: disabled (token mode is not "
-            "supported, and a cluster must not run without the authentication it asked for)."
+            "Ray's token authentication; a RayService's controller sends the token to the "
+            "dashboard."
         ),
     )
     tls_options: TLSOptions | None = Field(
         None, description="Mutual TLS between Ray nodes; enabled: true is refused (not supported)."
     )
-    network_policy: OpenObject | None = Field(
+    network_policy: NetworkPolicyConfig | None = Field(
         None,
         description=(
-            "KubeRay's NetworkPolicies; refused by raykube (not supported): write your own."
+            "NetworkPolicies owned by the cluster: <cluster>-head for the head pod and "
+            "<cluster>-workers-<group> per worker group, each admitting (and allowing egress "
+            "to) the cluster's own pods plus the rules given here. Removed: they are deleted. "
+            "Enforced only by a network plugin that implements NetworkPolicy."
         ),
     )
     history_server_options: OpenObject | None = Field(

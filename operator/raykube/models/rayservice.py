@@ -93,6 +93,23 @@ class RayServiceUpgradeStrategy(KubeModel):
     )
 
 
+#: The RayService's own upgradeStrategy decides how its clusters change; a
+#: cluster recreating its own pods underneath it would drop traffic unannounced
+#: (KubeRay refuses any upgradeStrategy on a cluster a RayService creates).
+CLUSTER_CONFIG_NO_RECREATE = {
+    "rule": (
+        "!has(self.upgradeStrategy) || !has(self.upgradeStrategy.type) || "
+        "self.upgradeStrategy.type != 'Recreate'"
+    ),
+    "message": (
+        "rayClusterConfig.upgradeStrategy.type Recreate is not allowed in a RayService: "
+        "spec.upgradeStrategy decides how the service's clusters are replaced"
+    ),
+    "fieldPath": ".upgradeStrategy.type",
+    "reason": "FieldValueForbidden",
+}
+
+
 class RayServiceSpec(KubeModel):
     """Desired state of a RayService: Serve applications and the cluster they run on."""
 
@@ -113,7 +130,8 @@ class RayServiceSpec(KubeModel):
             "The RayCluster to run the applications on. A change outside worker replicas, "
             "scaling bounds, workersToDelete, tolerations and scheduling gates builds a new "
             "cluster according to upgradeStrategy."
-        )
+        ),
+        json_schema_extra=cel([CLUSTER_CONFIG_NO_RECREATE]),
     )
     upgrade_strategy: RayServiceUpgradeStrategy = Field(
         default_factory=RayServiceUpgradeStrategy,

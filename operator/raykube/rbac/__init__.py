@@ -72,7 +72,8 @@ RULE_SETS = (
     ),
     RuleSet(
         "authSecrets",
-        "the dashboard token Secret a RayService names (features.rayServiceAuthSecrets)",
+        "Secrets: a token-mode RayCluster's generated token, the token Secret a RayService "
+        "names, each RayService's last good serve config (features.rayServiceAuthSecrets)",
         frozenset({("", "secrets")}),
     ),
     RuleSet("operator", "what the operator reconciles, in every namespace it watches"),
