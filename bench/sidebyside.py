@@ -33,8 +33,10 @@ import argparse
 import datetime
 import json
 import math
+import signal
 import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -111,7 +113,6 @@ class Watch(threading.Thread):
         self.cp = cp
         self.url = f"{cp.server}{path}?watch=1&allowWatchBookmarks=false"
         self.on_event = on_event
-        self.response: Any = None
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -120,7 +121,6 @@ class Watch(threading.Thread):
         while not self.stopped.is_set():
             try:
                 with urllib.request.urlopen(self.url, context=ctx, timeout=3600) as response:
-                    self.response = response
                     for line in response:
                         event = json.loads(line)
                         self.on_event(event["type"], event["object"])
@@ -129,9 +129,9 @@ class Watch(threading.Thread):
                     time.sleep(0.5)
 
     def stop(self) -> None:
+        # Closing the response under the reading thread blocks on its lock; the
+        # read ends with an error once the control plane goes down.
         self.stopped.set()
-        if self.response is not None:
-            self.response.close()
 
 
 @dataclass
@@ -141,6 +141,7 @@ class Observed:
     lock: threading.Lock = field(default_factory=threading.Lock)
     pods: dict[str, set[str]] = field(default_factory=dict)
     ready_at: dict[str, float] = field(default_factory=dict)
+    seen_at: dict[str, float] = field(default_factory=dict)
 
     def on_pod(self, event: str, pod: dict[str, Any]) -> None:
         name = pod["metadata"]["name"]
@@ -153,9 +154,13 @@ class Observed:
                 members.add(name)
 
     def on_cluster(self, event: str, cluster: dict[str, Any]) -> None:
-        if event != "DELETED" and (cluster.get("status") or {}).get("state") == "ready":
-            with self.lock:
-                self.ready_at.setdefault(cluster["metadata"]["name"], time.monotonic())
+        name = cluster["metadata"]["name"]
+        with self.lock:
+            # Both times from this watch: a batch's `kubectl create` returns
+            # after a fast operator has made its first clusters ready.
+            self.seen_at.setdefault(name, time.monotonic())
+            if event != "DELETED" and (cluster.get("status") or {}).get("state") == "ready":
+                self.ready_at.setdefault(name, time.monotonic())
 
     def clusters_with(self, pods: int) -> int:
         with self.lock:
@@ -197,7 +202,9 @@ class Audit:
                 "/" + ref["subresource"] if ref.get("subresource") else ""
             )
             when = datetime.datetime.fromisoformat(entry["requestReceivedTimestamp"])
-            self.requests.append((when.timestamp(), entry.get("verb", ""), resource))
+            code = (entry.get("responseStatus") or {}).get("code", 0)
+            verb = entry.get("verb", "") + ("" if 200 <= code < 300 else f" ({code})")
+            self.requests.append((when.timestamp(), verb, resource))
 
     def last(self) -> float:
         self.read()
@@ -315,19 +322,64 @@ class PhaseFigures:
         }
 
 
+class Profiler:
+    """py-spy sampling the operator through one phase: collapsed stacks
+    (``--format raw``) in ``directory``, one file per phase."""
+
+    def __init__(self, directory: Path | None, op: Operator, n: int) -> None:
+        self.directory, self.op, self.n = directory, op, n
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, phase: str) -> None:
+        if self.directory is None or self.op.config != "raykube":
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        out = self.directory / f"profile-{self.op.config}-{self.n}-{phase}.txt"
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--nonblocking",
+                "-o",
+                str(out),
+                "--pid",
+                str(self.op.pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(60)
+            self.proc = None
+
+
 def _phase(
-    op: Operator, audit: Audit, act: Callable[[], None], done: Callable[[], bool], what: str
+    op: Operator,
+    audit: Audit,
+    act: Callable[[], None],
+    done: Callable[[], bool],
+    what: str,
+    profiler: Profiler,
 ) -> PhaseFigures:
     print(f"[sidebyside]   {what}...", file=sys.stderr, flush=True)
+    profiler.start(what.replace(" ", "-"))
     cpu, wall, began = op.cpu_seconds(), time.time(), time.monotonic()
     act()
     _wait(what, done)
     seconds = time.monotonic() - began
     _quiet(audit)
+    profiler.stop()
     return PhaseFigures(seconds, op.cpu_seconds() - cpu, audit.between(wall, time.time()))
 
 
-def run(config: str, n: int, idle_seconds: float) -> dict[str, Any]:
+def run(config: str, n: int, idle_seconds: float, profile: Path | None = None) -> dict[str, Any]:
     pods = n * (1 + SCALED_WORKERS)
     plan = kwok.NodePlan(
         cpu_nodes=max(2, math.ceil(pods / PODS_PER_NODE) + 1),
@@ -354,12 +406,12 @@ def run(config: str, n: int, idle_seconds: float) -> dict[str, Any]:
         op = Operator(cp, config)
         op.start()
         audit = Audit(cp, op.user)
+        profiler = Profiler(profile, op, n)
         for w in watches:
             w.start()
         _quiet(audit)
         rss_start, _ = op.memory_mib()
         names = _names(n)
-        created: dict[str, float] = {}
 
         def create() -> None:
             for first in range(0, n, CREATE_BATCH):
@@ -371,10 +423,9 @@ def run(config: str, n: int, idle_seconds: float) -> dict[str, Any]:
                     input=_as_list([_cluster(x, WORKERS) for x in batch]),
                     timeout=300,
                 )
-                created.update(dict.fromkeys(batch, time.monotonic()))
 
-        creating = _phase(op, audit, create, lambda: len(seen.ready_at) >= n, "all ready")
-        latencies = [seen.ready_at[c] - t for c, t in created.items() if c in seen.ready_at]
+        creating = _phase(op, audit, create, lambda: len(seen.ready_at) >= n, "all ready", profiler)
+        latencies = [seen.ready_at[c] - t for c, t in seen.seen_at.items() if c in seen.ready_at]
 
         def scale() -> None:
             doc = _as_list([_cluster(x, SCALED_WORKERS) for x in names])
@@ -390,7 +441,12 @@ def run(config: str, n: int, idle_seconds: float) -> dict[str, Any]:
             )
 
         scaling = _phase(
-            op, audit, scale, lambda: seen.clusters_with(1 + SCALED_WORKERS) >= n, "all scaled"
+            op,
+            audit,
+            scale,
+            lambda: seen.clusters_with(1 + SCALED_WORKERS) >= n,
+            "all scaled",
+            profiler,
         )
 
         def delete() -> None:
@@ -398,7 +454,9 @@ def run(config: str, n: int, idle_seconds: float) -> dict[str, Any]:
                 "delete", "rayclusters", "--all", "-n", NAMESPACE, "--wait=false", timeout=600
             )
 
-        deleting = _phase(op, audit, delete, lambda: seen.pod_total() == 0, "all pods gone")
+        deleting = _phase(
+            op, audit, delete, lambda: seen.pod_total() == 0, "all pods gone", profiler
+        )
         cpu, wall = op.cpu_seconds(), time.time()
         time.sleep(idle_seconds)
         idle = audit.between(wall, time.time())
@@ -467,20 +525,26 @@ def main() -> int:
     parser.add_argument("--clusters", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument(
+        "--profile", type=Path, help="write py-spy collapsed stacks of raykube's phases here"
+    )
     args = parser.parse_args()
     results: list[dict[str, Any]] = []
     for index, n in enumerate(args.clusters):
         order = args.configs if index % 2 == 0 else list(reversed(args.configs))
-        per_n = []
+        out = args.results / f"sidebyside-{n}.json"
         for config in order:
             print(f"[sidebyside] N={n} {config}", file=sys.stderr, flush=True)
-            per_n.append(run(config, n, args.idle_seconds))
-        per_n.sort(key=lambda r: args.configs.index(r["config"]))
-        out = RESULTS / f"sidebyside-{n}.json"
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(per_n, indent=2) + "\n")
-        print(f"written to {out}", file=sys.stderr)
-        results += per_n
+            result = run(config, n, args.idle_seconds, args.profile)
+            results.append(result)
+            # Each run is kept as it ends; a run of the same configuration replaces it.
+            kept = json.loads(out.read_text()) if out.exists() else []
+            kept = [r for r in kept if r["config"] != config] + [result]
+            kept.sort(key=lambda r: CONFIGS.index(r["config"]) if r["config"] in CONFIGS else 99)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(kept, indent=2) + "\n")
+            print(f"written to {out}", file=sys.stderr)
     print(table(results))
     return 0
 

@@ -39,6 +39,9 @@ KUBERAY_REFUSES: dict[tuple[str, str, str], str] = {
 _UNKNOWN_FIELD = re.compile(r'unknown field "([^"]+)"')
 # `spec.x.y: Unsupported value: ...` / `Invalid value` from the CRD's schema.
 _INVALID_FIELD = re.compile(r"\b(spec(?:\.[\w-]+|\[\d+\])+): (?:Unsupported|Invalid) value")
+# `spec.x.y: Required value`: KubeRay 1.6.2 requires y where 1.7 does not (a
+# gcsFaultToleranceOptions without redisAddress, backend rocksdb): x goes.
+_REQUIRED_FIELD = re.compile(r"\b(spec(?:\.[\w-]+|\[\d+\])+)\.[\w-]+: Required value")
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,11 @@ def get_path(doc: dict[str, Any], path: str) -> Any:
 
 def refused_paths(message: str) -> list[str]:
     """The field paths an API server error names (unknown or invalid fields)."""
-    found = _UNKNOWN_FIELD.findall(message) + _INVALID_FIELD.findall(message)
+    found = (
+        _UNKNOWN_FIELD.findall(message)
+        + _INVALID_FIELD.findall(message)
+        + _REQUIRED_FIELD.findall(message)
+    )
     return list(dict.fromkeys(found))
 
 

@@ -90,6 +90,15 @@ def test_refused_fields_are_found_in_api_server_errors_and_removed() -> None:
     assert doc == {"spec": {"authOptions": {}, "workerGroupSpecs": [{}]}}
 
 
+def test_an_object_missing_a_field_kuberay_1_6_requires_is_removed_whole() -> None:
+    message = (
+        'The RayCluster "rocksdb" is invalid: \n'
+        "* spec.gcsFaultToleranceOptions.redisAddress: Required value\n"
+        "* <nil>: Invalid value: null: some validation rules were not checked"
+    )
+    assert refused_paths(message) == ["spec.gcsFaultToleranceOptions"]
+
+
 def test_recreate_is_removed_for_kuberay_and_said_so() -> None:
     (recreate,) = [s for s in discover() if s.path.name == "rayservice-recreate.yaml"]
     prepared = prepare(recreate)

@@ -40,6 +40,7 @@ live from the store (``freeze()`` holds one back, like a watch that lags).
 from __future__ import annotations
 
 import copy
+import inspect
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -646,6 +647,7 @@ class FakeIndex(Mapping[IndexKey, list[Any]]):
                 status=obj.get("status") or {},
                 uid=meta.get("uid"),
             )
+            found = _finished(found)
             if isinstance(found, Mapping):
                 for key, value in found.items():
                     out.setdefault(key, []).append(value)
@@ -665,6 +667,20 @@ class FakeIndex(Mapping[IndexKey, list[Any]]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._view()
+
+
+def _finished(found: object) -> object:
+    """The value of an ``async def`` index function, run to its end here: the
+    operator's never await (kopf calls them on its event loop), so a sync
+    Mapping can compute them; one that awaited would fail here."""
+    if not inspect.iscoroutine(found):
+        return found
+    try:
+        found.send(None)
+    except StopIteration as done:
+        return done.value
+    found.close()
+    raise AssertionError("an index function awaited: kopf's indices must not block")
 
 
 def operator_indices(kube: FakeKube) -> dict[str, FakeIndex]:

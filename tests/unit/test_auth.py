@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from raykube.adapters.kube import RAYCLUSTERS, SECRETS, ApiError
 from raykube.builders import auth, labels
@@ -300,3 +301,26 @@ async def test_a_token_the_operator_may_not_read_is_reported(
     (message,) = [e.message for e in h.kube.events if e.reason == "AuthSecretNotReadable"]
     assert f"Secret {NS}/{cluster}" in message
     assert set(h.head(cluster).tokens) == {""}
+
+
+@pytest.mark.parametrize(
+    ("ray_version", "problem"),
+    [
+        (None, "needs rayVersion"),
+        ("2.51.9", "needs Ray 2.52.0 or later"),
+        ("latest", "like 2.52.0"),
+    ],
+)
+def test_token_mode_on_a_ray_without_it_is_refused(ray_version: str | None, problem: str) -> None:
+    """Rays before 2.52 ignore RAY_AUTH_MODE: the cluster would run open (KubeRay's rule)."""
+    spec = _cluster({"mode": "token"}).model_dump(mode="json", by_alias=True, exclude_none=True)
+    obj: dict[str, Any] = {"apiVersion": "ray.io/v1", "kind": "RayCluster"}
+    obj |= {"metadata": {"name": "rc", "namespace": NS}, "spec": spec["spec"]}
+    if ray_version is None:
+        del obj["spec"]["rayVersion"]
+    else:
+        obj["spec"]["rayVersion"] = ray_version
+    with pytest.raises(ValidationError, match=problem):
+        parse_raycluster(obj)
+    obj["spec"]["authOptions"] = {"mode": "disabled"}
+    parse_raycluster(obj)

@@ -143,11 +143,13 @@ class _Response:
 
 
 class _Api:
+    """kubeauth.Transport, as far as ``Kube.proxy`` uses it."""
+
     def __init__(self, response: _Response) -> None:
         self.response = response
 
-    async def call_api(self, *args: Any, **kwargs: Any) -> tuple[_Response, int, dict[str, str]]:
-        return self.response, 200, {}
+    async def request(self, *args: Any, **kwargs: Any) -> _Response:
+        return self.response
 
 
 async def test_the_kube_proxy_reads_no_further_than_its_limit() -> None:

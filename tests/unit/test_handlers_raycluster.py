@@ -3,8 +3,11 @@ what one pass sends, and that a pass with nothing to do sends nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from raykube.adapters.kube import PODS, RAYCLUSTERS
 from raykube.builders import labels
@@ -196,6 +199,29 @@ async def test_one_template_is_judged_once_across_clusters(
     for name in names:
         await h.cluster_pass(name)
     # One head and one worker template: two dry-runs for three clusters.
+    assert h.kube.requests["create-dry-run"] == 2
+    assert all(h.pods(name, "head") for name in names)
+
+
+async def test_clusters_created_at_once_share_one_dry_run(
+    harness: Harness, manifests: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = harness
+    create = h.kube.create_object
+
+    async def slow_create(obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        # A real API server answers later: every pass is waiting at once.
+        await asyncio.sleep(0.01)
+        return await create(obj, dry_run=dry_run)
+
+    monkeypatch.setattr(h.kube, "create_object", slow_create)
+    names = []
+    for n in range(8):
+        doc = load(manifests, SAMPLE, "RayCluster")
+        doc["metadata"]["name"] = f"at-once-{n}"
+        h.kube.put(doc)
+        names.append(doc["metadata"]["name"])
+    await asyncio.gather(*(h.cluster_pass(name) for name in names))
     assert h.kube.requests["create-dry-run"] == 2
     assert all(h.pods(name, "head") for name in names)
 

@@ -1,6 +1,6 @@
 """The Kubernetes adapter: the only module that talks to the API server.
 
-It speaks plain JSON dicts over kubernetes_asyncio's authenticated transport,
+It speaks plain JSON dicts over an authenticated aiohttp transport (kubeauth),
 so builders and decisions never see a client type. Writes of objects we own
 are server-side applies under one field manager.
 """
@@ -14,11 +14,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlencode
 
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from raykube.adapters.bodies import CHUNK, read_at_most
+from raykube.adapters.kubeauth import Transport, load
 from raykube.metrics import KUBE_REQUESTS
 from raykube.timefmt import now_iso
 
@@ -62,6 +59,7 @@ LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 JOBS = Resource("batch", "v1", "jobs", "Job")
 INGRESSES = Resource("networking.k8s.io", "v1", "ingresses", "Ingress")
 NETWORK_POLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
+PERSISTENT_VOLUME_CLAIMS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
 RAYCLUSTERS = Resource("ray.io", "v1", "rayclusters", "RayCluster")
 RAYSERVICES = Resource("ray.io", "v1", "rayservices", "RayService")
 
@@ -79,6 +77,7 @@ BY_KIND = {
         JOBS,
         INGRESSES,
         NETWORK_POLICIES,
+        PERSISTENT_VOLUME_CLAIMS,
         RAYCLUSTERS,
         RAYSERVICES,
     )
@@ -125,30 +124,22 @@ def _status_error(code: int, data: bytes) -> ApiError:
         return ApiError(code, "", data.decode(errors="replace")[:2000])
 
 
-def _error(exc: ApiException) -> ApiError:
-    reason, message = str(exc.reason), str(exc.body or "")
-    try:
-        body = json.loads(exc.body or b"")
-        reason, message = str(body.get("reason", reason)), str(body.get("message", message))
-    except (TypeError, ValueError, AttributeError):
-        pass
-    return ApiError(int(exc.status or 0), reason, message)
+def _encoded(body: Any) -> bytes | None:
+    if body is None or isinstance(body, bytes):
+        return body
+    return json.dumps(body).encode()
 
 
 class Kube:
     """One authenticated API client per process, opened at start-up."""
 
-    def __init__(self, api: k8s_client.ApiClient, field_manager: str) -> None:
+    def __init__(self, api: Transport, field_manager: str) -> None:
         self._api = api
         self.field_manager = field_manager
 
     @classmethod
     async def connect(cls, field_manager: str) -> Kube:
-        try:
-            k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except k8s_config.ConfigException:
-            await k8s_config.load_kube_config()
-        return cls(k8s_client.ApiClient(), field_manager)
+        return cls(Transport(load()), field_manager)
 
     async def close(self) -> None:
         await self._api.close()
@@ -166,24 +157,17 @@ class Kube:
             path = f"{path}?{urlencode(query)}"
         code = "error"
         try:
-            resp = await self._api.call_api(
-                path,
+            raw = await self._api.request(
                 method,
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=30,
+                path,
+                headers={"Content-Type": content_type, "Accept": "application/json"},
+                body=_encoded(body),
+                time_limit=30,
             )
-            raw = resp[0] if isinstance(resp, tuple) else resp
             code = str(raw.status)
             data = await raw.read()
-        except ApiException as exc:
-            code = str(exc.status)
-            raise _error(exc) from None
         finally:
             KUBE_REQUESTS.labels(method, code).inc()
-        # Without preloading, the client leaves error statuses to us.
         if not 200 <= int(raw.status) <= 299:
             raise _status_error(int(raw.status), data)
         return cast(JSON, json.loads(data)) if data else {}
@@ -304,20 +288,11 @@ class Kube:
         if body is not None:
             params["Content-Type"] = "application/json"
         try:
-            resp = await self._api.call_api(
-                url,
-                method,
-                header_params=params,
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=request_timeout,
+            raw = await self._api.request(
+                method, url, headers=params, body=_encoded(body), time_limit=request_timeout
             )
-        except ApiException as exc:
-            return int(exc.status or 0), str(exc.body or "").encode()
         except (OSError, TimeoutError) as exc:
             return 0, f"{type(exc).__name__}: {exc}".encode()
-        raw = resp[0] if isinstance(resp, tuple) else resp
         data = await read_at_most(raw.content.iter_chunked(CHUNK), limit)
         if len(data) > limit:
             raw.close()  # the rest is never read; the connection is not reused

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from raykube.builders import labels
+from raykube.builders import gcs_storage, labels
 from raykube.builders.autoscaler import autoscaler_v2
 from raykube.builders.labels import NodeType
 from raykube.models.clusterspec import AUTOSCALER_V2_ENV
@@ -40,6 +40,12 @@ def gcs_fault_tolerant(cluster: RayCluster) -> bool:
     return cluster.metadata.annotations.get(labels.FT_ENABLED, "").lower() == "true"
 
 
+def redis_fault_tolerant(cluster: RayCluster) -> bool:
+    """GCS fault tolerance kept in Redis (every kind but backend rocksdb): the
+    cluster's keys there are deleted on deletion (the cleanup finalizer)."""
+    return gcs_fault_tolerant(cluster) and not gcs_storage.embedded(cluster)
+
+
 def storage_namespace(cluster: RayCluster) -> str:
     """Ray's ``external_storage_namespace`` (its keys' prefix in Redis):
     ``externalStorageNamespace``, else the RayCluster's
@@ -60,6 +66,8 @@ def _gcs_ft_env(cluster: RayCluster, node_type: NodeType) -> dict[str, dict[str,
         return {}
     if node_type == "worker":
         return {"RAY_gcs_rpc_server_reconnect_timeout_s": {"value": GCS_RECONNECT_TIMEOUT_S}}
+    if gcs_storage.embedded(cluster):
+        return gcs_storage.head_env(cluster)
     env: dict[str, dict[str, Any]] = {
         "RAY_external_storage_namespace": {"value": storage_namespace(cluster)}
     }

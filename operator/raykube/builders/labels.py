@@ -14,6 +14,9 @@ NODE_TYPE = "ray.io/node-type"
 GROUP = "ray.io/group"
 IDENTIFIER = "ray.io/identifier"
 SERVE = "ray.io/serve"
+#: On a serving pod, set by the operator during an incremental upgrade: the
+#: name of the RayService whose serve Service selects it (both clusters' pods).
+SERVE_TRAFFIC = "raykube.ray.io/serve-traffic"
 APP_NAME = "app.kubernetes.io/name"
 CREATED_BY = "app.kubernetes.io/created-by"
 ORIGINATED_FROM_CRD = "ray.io/originated-from-crd"
@@ -116,6 +119,12 @@ def redis_cleanup_job_name(cluster: str) -> str:
     return name if name[0].isalnum() else "r" + name[1:]
 
 
+def gcs_storage_claim_name(cluster: str) -> str:
+    """``<cluster>-gcs-pvc``: the PVC the operator creates for backend rocksdb
+    (KubeRay 1.7's name; PVC names may be 253 characters, so never cut)."""
+    return f"{cluster}-gcs-pvc"
+
+
 def pod_labels(cluster: str, node_type: NodeType, group: str, created_by: str) -> dict[str, str]:
     """The labels raykube owns on a Ray pod; user labels never override these."""
     return {
@@ -142,6 +151,11 @@ def head_service_selector(cluster: str) -> dict[str, str]:
 
 def serve_selector_labels(cluster: str) -> dict[str, str]:
     return {CLUSTER: cluster, SERVE: "true"}
+
+
+def shared_serve_selector(service: str) -> dict[str, str]:
+    """The serve Service's selector while traffic is split between two clusters."""
+    return {SERVE_TRAFFIC: service, SERVE: "true"}
 
 
 # --- RayService ---------------------------------------------------------------
@@ -191,6 +205,12 @@ AUTO_ROLLBACK_AFTER = ANNOTATION_PREFIX + "auto-rollback-after"
 #: On a RayService: "true" keeps a pending cluster that missed the upgrade
 #: deadline for inspection, instead of deleting it after the deletion delay.
 KEEP_TIMED_OUT_CLUSTER = ANNOTATION_PREFIX + "keep-timed-out-cluster"
+#: On a RayCluster, during NewClusterWithIncrementalUpgrade: the Serve
+#: target_capacity its head accepted, the percent of traffic meant for it, and
+#: when that percent last changed.
+TARGET_CAPACITY = ANNOTATION_PREFIX + "target-capacity"
+TRAFFIC_PERCENT = ANNOTATION_PREFIX + "traffic-percent"
+TRAFFIC_MIGRATED_AT = ANNOTATION_PREFIX + "traffic-migrated-at"
 #: On a RayCluster: since when its dashboard or applications are unhealthy.
 SERVE_HEALTH = ANNOTATION_PREFIX + "serve-health"
 #: On a RayCluster that no longer serves: when it is deleted.

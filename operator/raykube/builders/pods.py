@@ -15,9 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from raykube.builders import auth, hashing, labels, owners, probes
+from raykube.builders import auth, gcs_storage, hashing, labels, owners, probes
 from raykube.builders.autoscaler import autoscaler_container, autoscaler_v2
-from raykube.builders.env import gcs_fault_tolerant, ray_env, storage_namespace
+from raykube.builders.env import (
+    gcs_fault_tolerant,
+    ray_env,
+    redis_fault_tolerant,
+    storage_namespace,
+)
 from raykube.builders.labels import NodeType
 from raykube.builders.quantities import parse
 from raykube.builders.ray_start import (
@@ -262,8 +267,9 @@ def build_head_pod(
     annotations[labels.POD_TEMPLATE_HASH] = template_hash or pod_template_hash(cluster)
     fault_tolerant = gcs_fault_tolerant(cluster)
     annotations[labels.FT_ENABLED] = "true" if fault_tolerant else "false"
-    if fault_tolerant:
+    if redis_fault_tolerant(cluster):
         annotations[labels.EXTERNAL_STORAGE_NAMESPACE] = storage_namespace(cluster)
+    gcs_storage.add_head_volume(cluster, pod["spec"], pod["spec"]["containers"][0])
     if cluster.spec.enable_in_tree_autoscaling:
         spec = pod["spec"]
         sidecar = autoscaler_container(cluster)

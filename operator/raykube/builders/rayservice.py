@@ -9,7 +9,8 @@
   flips the label as the head's proxy comes and goes.
 - ``<rs>-head-svc``: the serving cluster's head, every head port.
 - ``<rs>-serve-svc`` (or ``serveService``'s name): pods of the serving cluster
-  labelled ``ray.io/serve=true``, on the ``serve`` port.
+  labelled ``ray.io/serve=true``, on the ``serve`` port; during an incremental
+  upgrade, the pods of both clusters the operator chose for their share.
 
 Moving traffic to another cluster is re-applying both Services with its name.
 """
@@ -40,12 +41,20 @@ def _label_template(template: dict[str, Any], value: str) -> None:
     meta["labels"] = {**(meta.get("labels") or {}), labels.SERVE: value}
 
 
-def build_cluster(rs: RayService, name: str, config_hash: str) -> dict[str, Any]:
-    """The RayCluster ``name`` for the RayService's current rayClusterConfig."""
+def build_cluster(
+    rs: RayService, name: str, config_hash: str, start_small: bool = False
+) -> dict[str, Any]:
+    """The RayCluster ``name`` for the RayService's current rayClusterConfig.
+
+    ``start_small`` (the new cluster of an incremental upgrade): each worker
+    group starts at ``minReplicas``, and Ray's autoscaler grows it as the
+    cluster's Serve target_capacity rises (as KubeRay does)."""
     spec = copy.deepcopy(dump(rs.spec.ray_cluster_config))
     _label_template(spec["headGroupSpec"]["template"], "false")
     for group in spec.get("workerGroupSpecs") or []:
         _label_template(group["template"], "true")
+        if start_small:
+            group["replicas"] = group.get("minReplicas", 0)
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
@@ -106,10 +115,16 @@ def build_head_service(
 
 
 def build_serve_service(
-    rs: RayService, cluster: str, head_ports: Sequence[Mapping[str, Any]], created_by: str
+    rs: RayService,
+    cluster: str,
+    head_ports: Sequence[Mapping[str, Any]],
+    created_by: str,
+    shared: bool = False,
 ) -> dict[str, Any]:
     """The serve Service; ``serveService`` may rename it, label it, type it and
-    change its ports, never its selector."""
+    change its ports, never its selector. ``shared``: during an incremental
+    upgrade it selects the pods of both clusters that the operator labelled
+    for this RayService (``labels.SERVE_TRAFFIC``) instead of one cluster's."""
     override = rs.spec.serve_service or {}
     over_meta = override.get("metadata") or {}
     over_spec = dict(override.get("spec") or {})
@@ -119,6 +134,8 @@ def build_serve_service(
         **over_spec,
         "ports": over_spec.get("ports")
         or [{"name": "serve", "port": port, "targetPort": port, "protocol": "TCP"}],
-        "selector": labels.serve_selector_labels(cluster),
+        "selector": labels.shared_serve_selector(rs.metadata.name)
+        if shared
+        else labels.serve_selector_labels(cluster),
     }
     return _service(rs, labels.serve_service_name(rs), spec, over_meta, created_by)

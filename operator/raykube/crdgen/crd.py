@@ -63,6 +63,19 @@ def _version(name: str, kind: KindInfo, schema: Schema) -> dict[str, Any]:
     return version
 
 
+def _undescribed(node: Any) -> Any:
+    """``node`` without its (string) descriptions."""
+    if isinstance(node, dict):
+        return {
+            k: _undescribed(v)
+            for k, v in node.items()
+            if not (k == "description" and isinstance(v, str))
+        }
+    if isinstance(node, list):
+        return [_undescribed(v) for v in node]
+    return node
+
+
 def build_crd(model: type[KubeModel], kind: KindInfo) -> dict[str, Any]:
     """The CRD object for one kind, served as v1 (storage) and v1alpha1."""
     schema = openapi_schema(model)
@@ -88,7 +101,10 @@ def build_crd(model: type[KubeModel], kind: KindInfo) -> dict[str, Any]:
             "scope": "Namespaced",
             "versions": [
                 _version(STORAGE_VERSION, kind, schema),
-                _version(DEPRECATED_VERSION, kind, schema),
+                # The deprecated version validates the same, without the field docs
+                # (``kubectl explain`` reads v1): both copies would not fit in half
+                # of what client-side apply can store.
+                _version(DEPRECATED_VERSION, kind, _undescribed(schema)),
             ],
         },
     }

@@ -28,6 +28,8 @@ class PodView:
     pod_ip: str = ""
     node_name: str = ""
     serve_label: bool = False
+    #: The RayService whose serve Service selects it during an incremental upgrade.
+    serve_traffic: str = ""
     #: The Ray container exited and the pod will not restart it.
     dead: bool = False
     reason: str = ""
@@ -113,6 +115,7 @@ def view(pod: Mapping[str, Any]) -> PodView:
         pod_ip=status.get("podIP", ""),
         node_name=spec.get("nodeName", ""),
         serve_label=lbl.get(labels.SERVE) == "true",
+        serve_traffic=lbl.get(labels.SERVE_TRAFFIC, ""),
         dead=dead,
         reason=reason,
         ray_started=started,

@@ -19,7 +19,16 @@ from raykube.builders.rayservice import group_sizes
 from raykube.decisions import rayservice_health as health
 from raykube.decisions.durations import parse_seconds
 from raykube.decisions.pods import PodView
-from raykube.decisions.rayservice_config import ServeGoal
+from raykube.decisions.rayservice_config import ServeGoal, parse_serve_config
+from raykube.decisions.rayservice_incremental import (
+    Selection,
+    Share,
+    Step,
+    StepInputs,
+    candidates,
+    endpoints,
+    plan_step,
+)
 from raykube.decisions.rayservice_rollback import Rollback, plan_rollback
 from raykube.decisions.rayservice_status import (
     INITIALIZING_TIMEOUT_REASON,
@@ -77,6 +86,8 @@ class Observed:
     #: Cluster name -> serve config hash Ray refused with 400 there.
     rejected: Mapping[str, str] = field(default_factory=dict)
     last_good: str = ""
+    #: Pods of each owned cluster, by cluster name (incremental upgrades only).
+    pods: Mapping[str, Sequence[PodView]] = field(default_factory=dict)
 
     def snap(self, cluster: ClusterView) -> ServeSnapshot:
         return self.serve.get(cluster.name, UNREACHABLE)
@@ -106,6 +117,17 @@ class Plan:
     rollback: Rollback | None = None
     replacements: health.Replacements | None = None
     verdict: health.Verdict | None = None
+    #: An incremental upgrade's step this pass (None: not in one).
+    shift: Shift | None = None
+    #: Serve target_capacity each cluster runs after this pass, by cluster name
+    #: (sent with every submission there).
+    capacity: dict[str, int] = field(default_factory=dict)
+    #: Capacity-only PUTs: the cluster and the config it already runs.
+    resize: list[tuple[ClusterView, ServeGoal]] = field(default_factory=list)
+    #: The serve Service selects the pods labelled for this RayService.
+    shared_serve: bool = False
+    #: Pods whose serve-traffic label is added (True) or removed (False).
+    traffic_labels: list[tuple[PodView, bool]] = field(default_factory=list)
 
     def deleted(self, cluster: ClusterView | None) -> bool:
         return cluster is not None and any(c.name == cluster.name for c, _ in self.clusters.delete)
@@ -116,6 +138,17 @@ class Plan:
             c.name == cluster.name for c, _ in self.clusters.schedule
         )
         return scheduled or self.deleted(cluster)
+
+
+@dataclass(frozen=True)
+class Shift:
+    """An incremental upgrade's step: before, after, and the pods selected."""
+
+    inputs: StepInputs
+    step: Step
+    active: ClusterView
+    pending: ClusterView
+    selection: Selection | None = None
 
 
 def roles_of(
@@ -251,6 +284,24 @@ def upgrade_cause(plan: Plan, active: ClusterView | None, pending: ClusterView |
     """Why a second cluster exists, for the UpgradeInProgress condition."""
     if active is None or pending is None:
         return ""
+    return _why_pending(plan, active, pending) + _progress(plan.shift)
+
+
+def _progress(shift: Shift | None) -> str:
+    """Where an incremental upgrade stands (percentages and what it waits for)."""
+    if shift is None:
+        return ""
+    step, a, p = shift.step, shift.active.name, shift.pending.name
+    way = "incremental upgrade" if shift.inputs.forward else "rolling back (the spec changed)"
+    text = (
+        f"; {way}: {p} target_capacity {step.pending.capacity}% traffic "
+        f"{step.pending.traffic}%, {a} target_capacity {step.active.capacity}% traffic "
+        f"{step.active.traffic}%"
+    )
+    return text + (f"; {step.waiting}" if step.waiting else "")
+
+
+def _why_pending(plan: Plan, active: ClusterView, pending: ClusterView) -> str:
     if pending.config_hash != active.config_hash:
         return "rayClusterConfig changed"
     verdict = plan.verdict
@@ -326,7 +377,10 @@ def gave_up_upgrading(service: RayService) -> bool:
 
 
 def _inputs(
-    obs: Observed, ready: Callable[[ClusterView], bool], replace_unhealthy: bool = False
+    obs: Observed,
+    ready: Callable[[ClusterView], bool],
+    replace_unhealthy: bool = False,
+    migrating: bool = False,
 ) -> ClusterInputs:
     return ClusterInputs(
         spec=obs.service.spec,
@@ -341,7 +395,139 @@ def _inputs(
         gave_up_initializing=gave_up_initializing(obs.service),
         gave_up_upgrading=gave_up_upgrading(obs.service),
         keep_timed_out=keeps_timed_out(obs.service),
+        migrating=migrating,
     )
+
+
+def incremental(service: RayService) -> bool:
+    strategy = service.spec.upgrade_strategy
+    return (
+        strategy.type == RayServiceUpgradeType.INCREMENTAL
+        and strategy.cluster_upgrade_options is not None
+    )
+
+
+def config_of(obs: Observed, cluster: ClusterView) -> ServeGoal | None:
+    """The serve config ``cluster`` runs, when the operator knows its text: the
+    goal, or the last good one (what an old cluster runs while it is replaced)."""
+    if obs.goal.hash and cluster.serve_hash == obs.goal.hash:
+        return obs.goal
+    if obs.last_good:
+        known = parse_serve_config(obs.last_good)
+        if known.hash and known.hash == cluster.serve_hash:
+            return known
+    return None
+
+
+def _step_inputs(obs: Observed, just_sent: set[str]) -> StepInputs | None:
+    roles, options = obs.roles, obs.service.spec.upgrade_strategy.cluster_upgrade_options
+    active, pending = roles.active, roles.pending
+    if (
+        not incremental(obs.service)
+        or options is None
+        or active is None
+        or pending is None
+        or not obs.goal.hash
+    ):
+        return None
+    # The pending cluster's record is the split; the active one has the rest.
+    traffic = pending.traffic or 0
+    return StepInputs(
+        options=options,
+        active=Share(_capacity(active), 100 - traffic),
+        pending=Share(_capacity(pending), traffic),
+        migrated_at=pending.traffic_at,
+        now=obs.now,
+        forward=pending.config_hash == obs.goal_hash,
+        pending_serving=pending.name not in just_sent and serving(obs, pending),
+        active_adjustable=config_of(obs, active) is not None,
+    )
+
+
+def _capacity(cluster: ClusterView) -> int:
+    """The target_capacity Serve runs with there: a config sent without one runs
+    at 100; a cluster that has no config yet has none."""
+    if cluster.target_capacity is not None:
+        return cluster.target_capacity
+    return 100 if cluster.serve_hash else 0
+
+
+def _resize(obs: Observed, plan: Plan, cluster: ClusterView, want: int) -> None:
+    """Send ``want`` as the cluster's target_capacity: with its next submission,
+    or on its own with the config it runs."""
+    plan.capacity[cluster.name] = want
+    if _capacity(cluster) == want or any(c.name == cluster.name for c, _ in plan.submit):
+        return
+    config = config_of(obs, cluster)
+    if config is not None and obs.head_ready(cluster) and obs.snap(cluster).reachable:
+        plan.resize.append((cluster, config))
+
+
+def _traffic_notes(plan: Plan, cluster: ClusterView, percent: int, now: datetime) -> None:
+    if cluster.traffic != percent:
+        note = {labels.TRAFFIC_PERCENT: str(percent), labels.TRAFFIC_MIGRATED_AT: format_time(now)}
+        plan.notes.append((cluster, note))
+
+
+def _select(obs: Observed, plan: Plan, shift: Shift, weight: int) -> Selection:
+    """Label the pods the serve Service selects while traffic is split: the
+    pending cluster's share of endpoints as near its weight as whole pods allow,
+    every other pod of the service unlabelled."""
+    name = obs.service.metadata.name
+    relabelled = {pod.name: wanted for pod, wanted in plan.serve_labels}
+    labelled = frozenset(
+        p.name for pods in obs.pods.values() for p in pods if p.serve_traffic == name
+    )
+    a, p = shift.active.name, shift.pending.name
+    selection = endpoints(
+        weight,
+        (p, candidates(obs.pods.get(p, ()), relabelled)),
+        (a, candidates(obs.pods.get(a, ()), relabelled)),
+        labelled,
+    )
+    chosen = {pod for names in selection.chosen.values() for pod in names}
+    for pods in obs.pods.values():
+        for pod in pods:
+            if pod.terminating:
+                continue
+            if pod.name in chosen and pod.serve_traffic != name:
+                plan.traffic_labels.append((pod, True))
+            elif pod.name not in chosen and pod.serve_traffic == name:
+                plan.traffic_labels.append((pod, False))
+    # Added before removed: the Service never has fewer endpoints than either set.
+    plan.traffic_labels.sort(key=lambda item: not item[1])
+    return selection
+
+
+def _incremental(obs: Observed, plan: Plan, inputs: StepInputs | None, step: Step | None) -> None:
+    """Carry an incremental upgrade's step into the plan (capacities, traffic
+    records, pod labels, the serve Service's selector)."""
+    roles = obs.roles
+    active, pending = roles.active, roles.pending
+    if inputs is None or step is None or active is None or pending is None:
+        if incremental(obs.service) and active is not None and pending is None:
+            # No second cluster (deleted by hand mid-way): all of it to the one left.
+            if active.target_capacity is not None:
+                _resize(obs, plan, active, 100)
+            if active.traffic is not None:
+                _traffic_notes(plan, active, 100, obs.now)
+        return
+    shift = Shift(inputs, step, active, pending)
+    if plan.deleted(pending):
+        plan.shift = shift
+        return
+    _resize(obs, plan, pending, step.pending.capacity)
+    if not plan.clusters.switch:
+        _resize(obs, plan, active, step.active.capacity)
+    if step.traffic_moved(inputs) or pending.traffic is None:
+        _traffic_notes(plan, pending, step.pending.traffic, obs.now)
+        _traffic_notes(plan, active, step.active.traffic, obs.now)
+    if not plan.clusters.switch and step.pending.traffic > 0:
+        plan.shared_serve = True
+        shift = Shift(
+            inputs, step, active, pending, _select(obs, plan, shift, step.pending.traffic)
+        )
+    plan.shift = shift
 
 
 def decide(obs: Observed) -> Plan:
@@ -358,10 +544,17 @@ def decide(obs: Observed) -> Plan:
             if c is not obs.roles.active or c.serve_hash == obs.goal.hash
         ]
     just_sent = {c.name for c, _ in submits}
+    stepping = _step_inputs(obs, just_sent)
+    step = plan_step(stepping) if stepping is not None else None
     inputs = _inputs(
         obs,
-        ready=lambda c: c.name not in just_sent and serving(obs, c),
+        ready=(lambda c: step.promote)
+        if step is not None
+        else (lambda c: c.name not in just_sent and serving(obs, c)),
         replace_unhealthy=judged.replace,
+        migrating=stepping is not None
+        and step is not None
+        and (stepping.pending.traffic > 0 or step.pending.traffic > 0),
     )
     plan = Plan(plan_clusters(inputs), verdict=judged.verdict)
     active = obs.roles.active
@@ -385,6 +578,7 @@ def decide(obs: Observed) -> Plan:
     )
     _bookkeeping(obs, plan)
     _head_labels(obs, plan)
+    _incremental(obs, plan, stepping, step)
     _scaling(obs, plan)
     _suspension(obs, plan)
     drifted = active is not None and active.config_hash != obs.goal_hash

@@ -23,6 +23,7 @@ from raykube.decisions.rayservice_upgrade import UpgradeState, keeps_timed_out
 from raykube.decisions.rayservice_view import ClusterView, ServeSnapshot
 from raykube.models.rayservice import RayService
 from raykube.text import safe
+from raykube.timefmt import format_time
 
 READY = "Ready"
 #: KubeRay's condition name; here True while a failed in-place serve config is
@@ -101,6 +102,9 @@ class StatusInputs:
     verdict: Verdict | None = None
     #: Why the pending cluster exists (for the UpgradeInProgress message).
     upgrade_cause: str = ""
+    #: NewClusterWithIncrementalUpgrade: each cluster's entry shows its
+    #: targetCapacity, trafficRoutedPercent and lastTrafficMigratedTime.
+    incremental: bool = False
 
 
 def _previous(service: RayService) -> dict[str, Any]:
@@ -142,8 +146,24 @@ def _apps(
     return {k: {f: v for f, v in a.items() if v not in ("", {})} for k, a in out.items()}
 
 
+def _shares(cluster: ClusterView, default: int) -> dict[str, Any]:
+    """An incremental upgrade's numbers for one cluster (``default`` percent
+    where nothing is recorded yet: 100 for the active cluster, 0 for the pending)."""
+    entry: dict[str, Any] = {
+        "targetCapacity": default if cluster.target_capacity is None else cluster.target_capacity,
+        "trafficRoutedPercent": default if cluster.traffic is None else cluster.traffic,
+    }
+    if cluster.traffic_at is not None:
+        entry["lastTrafficMigratedTime"] = format_time(cluster.traffic_at)
+    return entry
+
+
 def _cluster_entry(
-    serving: Serving, previous: Mapping[str, Any], now: str, limit: int
+    serving: Serving,
+    previous: Mapping[str, Any],
+    now: str,
+    limit: int,
+    shares: int | None = None,
 ) -> dict[str, Any]:
     if serving.cluster is None:
         return {}
@@ -164,6 +184,8 @@ def _cluster_entry(
     cluster_status = {k: v for k, v in serving.cluster.status.items() if k != "lastUpdateTime"}
     if cluster_status:
         entry["rayClusterStatus"] = cluster_status
+    if shares is not None:
+        entry.update(_shares(serving.cluster, shares))
     return entry
 
 
@@ -341,8 +363,12 @@ def compute_status(inp: StatusInputs) -> dict[str, Any]:
     limit = app_message_limit([s.snap for s in (inp.active, inp.pending) if s.cluster])
     status: dict[str, Any] = {
         "numServeEndpoints": inp.endpoints,
-        "activeServiceStatus": _cluster_entry(inp.active, previous, inp.now, limit),
-        "pendingServiceStatus": _cluster_entry(inp.pending, previous, inp.now, limit),
+        "activeServiceStatus": _cluster_entry(
+            inp.active, previous, inp.now, limit, 100 if inp.incremental else None
+        ),
+        "pendingServiceStatus": _cluster_entry(
+            inp.pending, previous, inp.now, limit, 0 if inp.incremental else None
+        ),
         "conditions": conditions.merge(
             previous.get("conditions"), wanted, inp.service.metadata.generation, inp.now
         ),

@@ -191,6 +191,9 @@ class ClusterInputs:
     gave_up_upgrading: bool = False
     #: Keep a pending cluster that missed the upgrade deadline.
     keep_timed_out: bool = False
+    #: An incremental upgrade has traffic on the pending cluster: it is never
+    #: deleted or timed out before that traffic has moved back.
+    migrating: bool = False
 
     @property
     def recreate(self) -> bool:
@@ -244,7 +247,7 @@ def _follow_pending(inp: ClusterInputs, plan: ClusterPlan, pending: ClusterView)
         plan.state = UpgradeState.RECREATING if recreating else UpgradeState.INITIALIZING
         if not recreating and older_than(pending, inp.initializing_timeout, inp.now):
             _give_up_initializing(inp, plan, pending)
-    elif not timed_out(inp.spec, pending, inp.now):
+    elif inp.migrating or not timed_out(inp.spec, pending, inp.now):
         plan.state = UpgradeState.IN_PROGRESS
     elif pending.config_hash == active.config_hash and inp.replace_unhealthy:
         # A replacement of an unhealthy cluster that failed: try afresh (back-off
@@ -333,6 +336,9 @@ def plan_clusters(inp: ClusterInputs) -> ClusterPlan:
         _recreate(inp, plan, active)
         return plan
     if pending is not None and pending.config_hash != inp.goal_hash:
+        if inp.migrating:
+            plan.state = UpgradeState.IN_PROGRESS  # its traffic moves back step by step first
+            return plan
         plan.delete.append((pending, DeleteReason.CONFIG_CHANGED))
         pending = None
     if pending is not None:

@@ -98,6 +98,11 @@ class ClusterView:
     rolled_back: str = ""
     rollback_cause: str = ""
     delete_after: datetime | None = None
+    #: Incremental upgrades: the target_capacity its head accepted, the traffic
+    #: percent meant for it and when that last changed (None: not recorded).
+    target_capacity: int | None = None
+    traffic: int | None = None
+    traffic_at: datetime | None = None
     health: HealthRecord = field(default_factory=HealthRecord)
     #: Group name -> [replicas, min, max] last copied from the RayService.
     applied_scaling: Mapping[str, list[int]] = field(default_factory=dict)
@@ -161,6 +166,14 @@ def _scaling(text: str | None) -> dict[str, list[int]]:
     return out
 
 
+def _percent(text: str | None) -> int | None:
+    """A percentage we recorded; anything else reads as no record."""
+    if text is None or not text.isdigit() or len(text) > 3:
+        return None
+    value = int(text)
+    return value if value <= 100 else None
+
+
 def _from_notes(notes: Mapping[str, str]) -> dict[str, Any]:
     """The view's fields that our annotations on the cluster carry."""
     return {
@@ -172,6 +185,9 @@ def _from_notes(notes: Mapping[str, str]) -> dict[str, Any]:
         "rolled_back": notes.get(labels.SERVE_CONFIG_ROLLED_BACK, ""),
         "rollback_cause": notes.get(labels.SERVE_CONFIG_ROLLBACK_CAUSE, ""),
         "delete_after": parse_time(notes.get(labels.DELETE_AFTER)),
+        "target_capacity": _percent(notes.get(labels.TARGET_CAPACITY)),
+        "traffic": _percent(notes.get(labels.TRAFFIC_PERCENT)),
+        "traffic_at": parse_time(notes.get(labels.TRAFFIC_MIGRATED_AT)),
         "health": HealthRecord.from_json(notes.get(labels.SERVE_HEALTH)),
         "applied_scaling": _scaling(notes.get(labels.APPLIED_SCALING)),
         "dashboard_url": notes.get(labels.DASHBOARD_URL, ""),

@@ -75,7 +75,7 @@ class ClusterIntent:
     groups: tuple[GroupIntent, ...]
     autoscaling: bool = False
     suspended: bool = False
-    #: GCS state survives a head restart (Redis): workers outlive the head.
+    #: GCS state survives a head restart (Redis, or rocksdb on a PVC): workers outlive the head.
     fault_tolerant: bool = False
     #: upgradeStrategy.type Recreate: pods of another template hash are replaced.
     recreate: bool = False

@@ -34,3 +34,34 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
         elif key not in old or before != value:
             patch[key] = value
     return patch
+
+
+def pace(
+    stored: Mapping[str, Any] | None,
+    computed: Mapping[str, Any],
+    urgent: tuple[str, ...],
+    urgent_conditions: tuple[str, ...],
+    last_write: float | None,
+    now: float,
+    interval: float,
+) -> float:
+    """Seconds to hold back writing ``computed``: 0 when a key of ``urgent`` or
+    the status of a condition type in ``urgent_conditions`` changes (what
+    ``kubectl get``/``wait`` and other controllers act on), or when nothing
+    was written for ``interval``; otherwise the rest of that interval. Pods
+    of a starting cluster change one by one: their counts are written at most
+    once an interval, and the last write always carries the latest counts."""
+    before = stored or {}
+    if last_write is None or any(before.get(k) != computed.get(k) for k in urgent):
+        return 0.0
+
+    def flags(status: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            c.get("type"): c.get("status")
+            for c in status.get("conditions") or []
+            if c.get("type") in urgent_conditions
+        }
+
+    if flags(before) != flags(computed):
+        return 0.0
+    return max(0.0, last_write + interval - now)

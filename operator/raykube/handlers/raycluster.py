@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +21,7 @@ from raykube import metrics
 from raykube.adapters.kube import PODS, RAYCLUSTERS, ApiError
 from raykube.builders import hashing, labels, owners
 from raykube.builders.autoscaler import autoscaler_rbac
-from raykube.builders.env import gcs_fault_tolerant
+from raykube.builders.env import redis_fault_tolerant
 from raykube.builders.pods import (
     BuildContext,
     ReplicaPlace,
@@ -33,7 +34,7 @@ from raykube.builders.services import (
     build_headless_service,
     needs_headless_service,
 )
-from raykube.decisions import cluster_status, pods
+from raykube.decisions import cluster_status, pods, status_patch
 from raykube.decisions.scaling import (
     RECREATE,
     ClusterIntent,
@@ -46,6 +47,7 @@ from raykube.decisions.scaling import (
 )
 from raykube.handlers.auth_secret import ensure_auth_secret
 from raykube.handlers.children import ensure_owned
+from raykube.handlers.gcs_storage import ensure_gcs_storage
 from raykube.handlers.kit import Controller
 from raykube.handlers.network import ensure_network
 from raykube.handlers.redis_cleanup import ensure_finalizer, finish_deletion, has_finalizer
@@ -69,6 +71,12 @@ MAX_CREATES_PER_PASS = 200
 #: How soon a pass that stopped at MAX_CREATES_PER_PASS runs again.
 MORE_PODS_RECHECK_SECONDS = 1.0
 HEAD_SERVICE_FAILED = "FailedCreateHeadService"
+#: Status changes written at once; the rest (pod counts, head IP, HeadPodReady
+#: while pods start) at most once per STATUS_PACE_SECONDS, so a starting
+#: cluster costs a status write or two instead of one per pod transition.
+STATUS_URGENT = ("state", "observedGeneration", "reason", "desiredWorkerReplicas")
+STATUS_URGENT_CONDITIONS = (cluster_status.REPLICA_FAILURE, cluster_status.SUSPENDED)
+STATUS_PACE_SECONDS = 1.0
 #: A rejected pod template is retried slowly: only a spec change can fix it.
 FAILURE_RECHECK_SECONDS = 60.0
 
@@ -129,7 +137,8 @@ async def _reconcile(ctl: Controller, key: Key) -> float | None:
         return None
     if cluster.spec.managed_by == ManagedBy.MULTIKUEUE:
         return None  # Kueue's MultiKueue runs it on a worker cluster; nothing to do here
-    if await ensure_finalizer(ctl, key, obj, gcs_fault_tolerant(cluster)):
+    # Backend rocksdb keeps nothing in Redis: its PVC goes with the cluster.
+    if await ensure_finalizer(ctl, key, obj, redis_fault_tolerant(cluster)):
         return None  # the watch brings the changed object back
     ctx = build_context(rt, obj)
     if cluster.spec.enable_in_tree_autoscaling:
@@ -138,6 +147,8 @@ async def _reconcile(ctl: Controller, key: Key) -> float | None:
     head_service, failure = await ensure_head_service(ctl, key, obj, cluster, ctx)
     if failure is None:
         failure = await ensure_auth_secret(ctl, key, obj, cluster)
+    if failure is None:
+        failure = await ensure_gcs_storage(ctl, key, obj, cluster)
     if failure is None and needs_headless_service(cluster):
         await ensure_headless_service(ctl, key, obj, cluster)
     if failure is None:
@@ -146,15 +157,43 @@ async def _reconcile(ctl: Controller, key: Key) -> float | None:
         rt.pods_of(key, obj["metadata"].get("uid", "")), head_service, failure
     )
     status = cluster_status.compute_status(cluster, intent_of(cluster), observed, now_iso())
-    if await ctl.write_status(RAYCLUSTERS, key, obj, status):
-        state = status.get("state") or ("failed" if failure else "provisioning")
-        if state != (obj.get("status") or {}).get("state"):
-            log.info("RayCluster %s/%s status: %s", key[0], key[1], state)
-        ctl.summarise(key, [("state", state)])
+    await _write_status(ctl, key, obj, status, failure)
     if failure is not None:
         return FAILURE_RECHECK_SECONDS
     settled = status.get("state") in ("ready", "suspended")
     return None if settled else PROGRESS_RECHECK_SECONDS
+
+
+async def _write_status(
+    ctl: Controller,
+    key: Key,
+    obj: dict[str, Any],
+    status: dict[str, Any],
+    failure: tuple[str, str] | None,
+) -> None:
+    stored = obj.get("status")
+    record = ctl.seen(key)
+    changed = status_patch.differs(stored, status)
+    hold = status_patch.pace(
+        stored,
+        status,
+        STATUS_URGENT,
+        STATUS_URGENT_CONDITIONS,
+        record.status_written,
+        time.monotonic(),
+        STATUS_PACE_SECONDS,
+    )
+    if changed and hold > 0:
+        ctl.queue.add_after(key, hold)
+        return
+    if not await ctl.write_status(RAYCLUSTERS, key, obj, status):
+        return
+    if changed:
+        record.status_written = time.monotonic()
+    state = status.get("state") or ("failed" if failure else "provisioning")
+    if state != (stored or {}).get("state"):
+        log.info("RayCluster %s/%s status: %s", key[0], key[1], state)
+    ctl.summarise(key, [("state", state)])
 
 
 async def _report_invalid(ctl: Controller, key: Key, obj: dict[str, Any], message: str) -> None:
@@ -273,12 +312,10 @@ async def ensure_pods(
         # differ by namespace), across clusters: a hundred clusters of one
         # template cost one pair of dry-runs, not a hundred.
         fingerprint = hashing.digest([key[0], _templates(cluster)])
-        if not rt.judged.seen(fingerprint):
-            failure = await _dry_run_templates(rt, cluster, ctx)
-            if failure is not None:
-                ctl.warn_once(key, obj, *failure)
-                return failure
-            rt.judged.add(fingerprint)
+        failure = await rt.judge(fingerprint, lambda: _dry_run_templates(rt, cluster, ctx))
+        if failure is not None:
+            ctl.warn_once(key, obj, *failure)
+            return failure
     await _delete_pods(ctl, key, obj, plan)
     return await _create_pods(ctl, key, obj, cluster, ctx, plan, intent)
 

@@ -161,7 +161,9 @@ async def act(p: Pass, obs: Observed, plan: Plan) -> None:
     await ensure_deletions(p, obs, plan)
     await ensure_new_cluster(p, obs, plan)
     await ensure_submissions(p, plan)
+    await ensure_resizes(p, plan)
     await ensure_rollback(p, plan)
+    await ensure_traffic_labels(p, plan)
     await ensure_services(p, obs, plan)
     await ensure_deletion_times(p, plan)
     for cluster, notes in plan.notes:
@@ -199,7 +201,9 @@ async def ensure_new_cluster(p: Pass, obs: Observed, plan: Plan) -> None:
     if reason is None:
         return
     name = labels.rayservice_cluster_name(p.rs.metadata.name, random_suffix())
-    created = await p.rt.kube.create_object(build_cluster(p.rs, name, obs.goal_hash))
+    # The new cluster of an incremental upgrade grows with its target_capacity.
+    small = decisions.incremental(p.rs) and obs.roles.active is not None
+    created = await p.rt.kube.create_object(build_cluster(p.rs, name, obs.goal_hash, small))
     p.created = cluster_view(created)
     why = reason.why
     if plan.verdict is not None and reason == CreateReason.UNHEALTHY:
@@ -210,7 +214,8 @@ async def ensure_new_cluster(p: Pass, obs: Observed, plan: Plan) -> None:
 async def ensure_submissions(p: Pass, plan: Plan) -> None:
     ns, goal = p.key[0], p.goal
     for cluster, why in plan.submit:
-        err = await _put_config(p, cluster, goal)
+        capacity = plan.capacity.get(cluster.name)
+        err = await _put_config(p, cluster, goal, capacity)
         if err is not None:
             if not err.rejected:
                 detail = safe(str(err), LOG_MESSAGE_LIMIT)
@@ -223,10 +228,60 @@ async def ensure_submissions(p: Pass, plan: Plan) -> None:
         # Nothing the head refused before stands.
         p.record.rejected.pop(cluster.name, None)
         notes = decisions.submitted_notes(goal, p.now)
+        if capacity is not None:
+            notes[labels.TARGET_CAPACITY] = str(capacity)
         await _annotate(p, RAYCLUSTERS, cluster.name, {**notes})
         apps = ", ".join(goal.app_names) or "no applications"
         message = f"Submitted serveConfigV2 ({apps}) to RayCluster {ns}/{cluster.name} ({why})"
+        if capacity is not None:
+            message += f" with target_capacity {capacity}"
         p.event("Normal", "SubmittedServeConfig", message)
+
+
+async def ensure_resizes(p: Pass, plan: Plan) -> None:
+    """Send a cluster's new Serve target_capacity with the config it runs."""
+    ns = p.key[0]
+    for cluster, config in plan.resize:
+        capacity = plan.capacity[cluster.name]
+        err = await _put_config(p, cluster, config, capacity)
+        if err is not None:
+            detail = safe(str(err), LOG_MESSAGE_LIMIT)
+            log.warning("target_capacity for %s/%s not sent: %s", ns, cluster.name, detail)
+            continue
+        await _annotate(p, RAYCLUSTERS, cluster.name, {labels.TARGET_CAPACITY: str(capacity)})
+        was = 100 if cluster.target_capacity is None else cluster.target_capacity
+        message = (
+            f"Set Serve target_capacity of RayCluster {ns}/{cluster.name} to {capacity} (was {was})"
+        )
+        p.event("Normal", "UpdatedTargetCapacity", message)
+
+
+async def ensure_traffic_labels(p: Pass, plan: Plan) -> None:
+    """Label the pods the serve Service selects during an incremental upgrade
+    (added before removed), and say when the split moved."""
+    name = p.rs.metadata.name
+    for pod, wanted in plan.traffic_labels:
+        patch = {"metadata": {"labels": {labels.SERVE_TRAFFIC: name if wanted else None}}}
+        try:
+            await p.rt.kube.patch(PODS, p.key[0], pod.name, patch)
+        except ApiError as err:
+            if not err.not_found:
+                raise
+    shift = plan.shift
+    if shift is None or not shift.step.traffic_moved(shift.inputs):
+        return
+    step, sel = shift.step, shift.selection
+    back = "" if shift.inputs.forward else " back"
+
+    def part(share: int, cluster: str) -> str:
+        pods = f", {sel.count(cluster)} serve endpoint(s)" if sel is not None else ""
+        return f"{share}% to RayCluster {cluster}{pods}"
+
+    message = (
+        f"Moved traffic{back}: {part(step.pending.traffic, shift.pending.name)}, "
+        f"{part(step.active.traffic, shift.active.name)}"
+    )
+    p.event("Normal", "TrafficShifted", message)
 
 
 async def ensure_rollback(p: Pass, plan: Plan) -> None:
@@ -251,13 +306,19 @@ async def ensure_rollback(p: Pass, plan: Plan) -> None:
     p.event("Warning", "RollbackInProgress", message)
 
 
-async def _put_config(p: Pass, cluster: ClusterView, config: ServeGoal) -> DashboardError | None:
-    """PUT ``config`` to the cluster's head, counted; the error, if it failed."""
+async def _put_config(
+    p: Pass, cluster: ClusterView, config: ServeGoal, capacity: int | None = None
+) -> DashboardError | None:
+    """PUT ``config`` to the cluster's head (with Serve's top-level
+    ``target_capacity`` when given), counted; the error, if it failed."""
     head = head_address(p, cluster, await token(p, cluster))
     started = time.monotonic()
     error: DashboardError | None = None
+    body = dict(config.config)
+    if capacity is not None:
+        body["target_capacity"] = capacity
     try:
-        await p.sc.dashboard.put_applications(head, dict(config.config))
+        await p.sc.dashboard.put_applications(head, body)
     except DashboardError as err:
         error = err
     result = "accepted" if error is None else "rejected" if error.rejected else "error"
@@ -278,7 +339,7 @@ async def ensure_services(p: Pass, obs: Observed, plan: Plan) -> None:
     creator = p.rt.settings.operator_name
     wanted = [
         build_head_service(p.rs, target.name, target.head_ports, creator),
-        build_serve_service(p.rs, target.name, target.head_ports, creator),
+        build_serve_service(p.rs, target.name, target.head_ports, creator, plan.shared_serve),
     ]
     for svc in wanted:
         have = p.sc.stable_service(p.key, svc["metadata"]["name"])
@@ -481,6 +542,11 @@ def _rejected(p: Pass, cluster: ClusterView | None) -> str:
     return message if hash_ == p.goal.hash else ""
 
 
+def _as_recorded(p: Pass, cluster: ClusterView | None) -> ClusterView | None:
+    written = p.record.written.get(cluster.name) if cluster is not None else None
+    return with_notes(cluster, written) if cluster is not None and written else cluster
+
+
 async def ensure_status(p: Pass, obs: Observed, plan: Plan) -> dict[str, Any]:
     active = decisions.serving_after(obs, plan)
     pending = decisions.pending_after(obs, plan, p.created)
@@ -493,16 +559,23 @@ async def ensure_status(p: Pass, obs: Observed, plan: Plan) -> dict[str, Any]:
         return obs.serve.get(cluster.name, UNREACHABLE) if cluster else UNREACHABLE
 
     pods = p.rt.pods_of((p.key[0], active.name), active.uid) if active else []
+    endpoints = decisions.count_endpoints(active, pods, plan)
+    selection = plan.shift.selection if plan.shift is not None else None
+    if selection is not None and plan.shared_serve:
+        endpoints = sum(len(names) for names in selection.chosen.values())
+    # What this pass recorded on them (target_capacity, traffic) shows at once.
+    active, pending = _as_recorded(p, active), _as_recorded(p, pending)
     inputs = StatusInputs(
         service=p.rs,
         goal=p.goal,
         active=Serving(active, snap(active), _rejected(p, active)),
         pending=Serving(pending, snap(pending), _rejected(p, pending)),
         state=plan.clusters.state,
-        endpoints=decisions.count_endpoints(active, pods, plan),
+        endpoints=endpoints,
         now=format_time(p.now),
         verdict=plan.verdict,
         upgrade_cause=decisions.upgrade_cause(plan, active, pending),
+        incremental=decisions.incremental(p.rs),
     )
     status = compute_status(inputs)
     for reason, message in new_warnings(p.obj.get("status"), status):

@@ -25,7 +25,7 @@ from raykube.adapters.kube import RAYCLUSTERS, SECRETS, ApiError
 from raykube.builders import labels, owners
 from raykube.decisions import rayservice_health as health
 from raykube.decisions.pods import PodView
-from raykube.decisions.rayservice import Observed, roles_of
+from raykube.decisions.rayservice import Observed, incremental, roles_of
 from raykube.decisions.rayservice_config import ServeGoal
 from raykube.decisions.rayservice_upgrade import cluster_config_hash
 from raykube.decisions.rayservice_view import (
@@ -121,6 +121,8 @@ async def observe(p: Pass) -> Observed:
         any(c.name == traffic for c in clusters) or bool(rt.pods_of((ns, traffic), None))
     )
     notes = rs.metadata.annotations
+    # Incremental upgrades choose which pods of each cluster the serve Service selects.
+    pods = {c.name: rt.pods_of((ns, c.name), c.uid) for c in clusters} if incremental(rs) else {}
     return Observed(
         service=rs,
         goal=p.goal,
@@ -134,6 +136,7 @@ async def observe(p: Pass) -> Observed:
         replacements=health.Replacements.from_json(notes.get(labels.REPLACEMENTS)),
         rejected={name: h for name, (h, _) in p.record.rejected.items()},
         last_good=await last_good(p),
+        pods=pods,
     )
 
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from raykube import metrics
 from raykube.adapters.kube import JOBS, PODS, RAYCLUSTERS, ApiError
 from raykube.builders import labels
-from raykube.builders.env import gcs_fault_tolerant, storage_namespace
+from raykube.builders.env import redis_fault_tolerant, storage_namespace
 from raykube.builders.pods import BuildContext
 from raykube.builders.redis_cleanup import build_redis_cleanup_job
 from raykube.decisions import redis_cleanup
@@ -90,8 +90,8 @@ async def finish_deletion(
     except ValidationError as err:
         why = f"its spec is invalid ({validation_message(err)})"
         return await _release(ctl, key, obj, "Warning", "RedisCleanupSkipped", why)
-    if not gcs_fault_tolerant(cluster):
-        why = "GCS fault tolerance is no longer on: there is nothing to clean up in Redis"
+    if not redis_fault_tolerant(cluster):
+        why = "GCS state is no longer kept in Redis: there is nothing to clean up there"
         return await _release(ctl, key, obj, "Normal", "RedisCleanupSkipped", why)
     job_name = labels.redis_cleanup_job_name(key[1])
     pods = rt.pods_of(key, meta.get("uid", ""))

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -121,6 +121,9 @@ class Runtime:
     expectations: Expectations = field(default_factory=Expectations)
     #: Pod template contents (with their namespace) the API server accepted in a dry-run.
     judged: Recent = field(default_factory=lambda: Recent(JUDGED_TEMPLATES))
+    #: Dry-runs in flight by fingerprint: clusters of one template created at
+    #: once wait for the first one's verdict instead of each sending its own.
+    _judging: dict[str, asyncio.Future[tuple[str, str] | None]] = field(default_factory=dict)
     #: Set once kopf has filled the indices (the first handler call).
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
     _events: asyncio.Queue[tuple[Mapping[str, Any], str, str, str]] | None = None
@@ -164,6 +167,32 @@ class Runtime:
                 # A poster that died would silence every later event until a
                 # restart: one lost event is logged instead.
                 log.exception("event %s on %s not posted", reason, obj.get("metadata", {}))
+
+    async def judge(
+        self, fingerprint: str, dry_run: Callable[[], Awaitable[tuple[str, str] | None]]
+    ) -> tuple[str, str] | None:
+        """The API server's verdict on a template content: ``dry_run`` runs at
+        most once at a time per fingerprint, and never again once it passed."""
+        if self.judged.seen(fingerprint):
+            return None
+        pending = self._judging.get(fingerprint)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        verdict: asyncio.Future[tuple[str, str] | None] = asyncio.get_running_loop().create_future()
+        self._judging[fingerprint] = verdict
+        try:
+            failure = await dry_run()
+        except BaseException as err:
+            verdict.set_exception(err)
+            verdict.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        else:
+            verdict.set_result(failure)
+            if failure is None:
+                self.judged.add(fingerprint)
+            return failure
+        finally:
+            del self._judging[fingerprint]
 
     def cached_cluster(self, key: Key) -> dict[str, Any] | None:
         """The RayCluster as the watch last delivered it, if any."""

@@ -26,6 +26,8 @@ class ObjectState:
     #: RayCluster: slices a pass began and could not finish (its creation
     #: budget ran out); the next passes add their missing hosts.
     building: frozenset[str] = frozenset()
+    #: Monotonic time of the last status write of this process (its pacing).
+    status_written: float | None = None
     #: The status's summary for the gauges: a RayCluster's state, or a
     #: RayService's conditions as {type: status}.
     summary: tuple[tuple[str, str], ...] = ()

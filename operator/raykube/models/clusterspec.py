@@ -7,10 +7,11 @@ manifests and Ray's own autoscaler work unchanged.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from raykube.models import shapes
 from raykube.models.base import (
@@ -19,6 +20,7 @@ from raykube.models.base import (
     Int32,
     KubeModel,
     OpenObject,
+    Quantity,
     ServiceObject,
     StringMap,
     cel,
@@ -59,6 +61,11 @@ class AutoscalerVersion(StrEnum):
 
 #: The head's env var that turns autoscaler v2 on (what version: v2 sets).
 AUTOSCALER_V2_ENV = "RAY_enable_autoscaler_v2"
+#: Backend rocksdb (KubeRay 1.7's names): Ray's env vars choosing the GCS store
+#: and its directory, where the head mounts the store's volume, and the volume.
+GCS_STORAGE_ENV, GCS_STORAGE_PATH_ENV = "RAY_gcs_storage", "RAY_gcs_storage_path"
+GCS_STORAGE_MOUNT = "/data/gcs"
+GCS_STORAGE_VOLUME = "gcs-storage"
 
 
 class ManagedBy(StrEnum):
@@ -92,10 +99,7 @@ MANAGED_BY_FIELD_RULES = [
 BACKEND_FIELD_RULES = [
     {
         "rule": "self == oldSelf",
-        "message": (
-            "gcsFaultToleranceOptions.backend is immutable: switching it would discard the "
-            "cluster's GCS state"
-        ),
+        "message": "gcsFaultToleranceOptions.backend is immutable (its GCS state would be lost)",
     }
 ]
 
@@ -121,20 +125,54 @@ class RedisCredential(KubeModel):
     value: str | None = Field(None, description="The value itself (prefer valueFrom).")
 
 
+class GcsStorageDeletionPolicy(StrEnum):
+    DELETE_WITH_CLUSTER = "DeleteWithCluster"
+    RETAIN = "Retain"
+
+
+class GcsEmbeddedStorage(KubeModel):
+    """The PersistentVolumeClaim holding the rocksdb GCS store, mounted on the head."""
+
+    claim_name: str | None = Field(
+        None, description="Your own PVC (default: <cluster>-gcs-pvc, created)."
+    )
+    size: Quantity | None = Field(None, description="Created PVC's request (default 1Gi).")
+    storage_class_name: str | None = Field(None, description="Created PVC's StorageClass.")
+    access_modes: list[str] | None = Field(
+        None, description="Created PVC's access modes (default [ReadWriteOnce])."
+    )
+    sub_path: str | None = Field(None, description="Volume directory mounted at /data/gcs.")
+    deletion_policy: GcsStorageDeletionPolicy | None = Field(
+        None, description="Retain: the created PVC outlives the cluster."
+    )
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size_is_quantity(cls, value: Any) -> Any:
+        if value is not None:
+            shapes.refuse(shapes.quantities_problem({"size": str(value)}))
+        return value
+
+    @model_validator(mode="after")
+    def _claim_is_alone(self) -> GcsEmbeddedStorage:
+        # KubeRay's rule, checked when the controller reads the spec (as KubeRay
+        # does), not at admission: the RayService CRD has no room for more CEL.
+        if self.claim_name and (self.size or self.storage_class_name or self.access_modes):
+            shapes.refuse("claimName excludes size, storageClassName and accessModes")
+        return self
+
+
 class GcsFaultToleranceOptions(KubeModel):
     """GCS fault tolerance: Ray's cluster metadata kept outside the head pod."""
 
     backend: GcsBackend | None = Field(
         None,
         description=(
-            "Where GCS state is persisted: redis (default); rocksdb is refused (not supported). "
-            "Cannot be changed once set."
+            "redis (default) or rocksdb (on a PVC of the head). Cannot be changed once set."
         ),
         json_schema_extra=cel(BACKEND_FIELD_RULES),
     )
-    redis_address: str | None = Field(
-        None, description="host:port of the external Redis (backend redis)."
-    )
+    redis_address: str | None = Field(None, description="host:port of the external Redis.")
     redis_username: RedisCredential | None = Field(
         None,
         description="Redis ACL user name: the head's REDIS_USERNAME (Ray 2.41 or later).",
@@ -145,14 +183,28 @@ class GcsFaultToleranceOptions(KubeModel):
     )
     external_storage_namespace: str | None = Field(
         None,
-        description=(
-            "Key prefix for this cluster's data in Redis; defaults to the RayCluster's UID. "
-            "Change only if you understand GCS fault tolerance."
-        ),
+        description="Key prefix of this cluster's data in Redis (default: the RayCluster's UID).",
     )
-    storage: OpenObject | None = Field(
-        None, description="rocksdb volume settings; refused by raykube (rocksdb is not supported)."
-    )
+    storage: GcsEmbeddedStorage | None = Field(None, description="Volume of backend rocksdb.")
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> GcsFaultToleranceOptions:
+        # KubeRay's rules, checked when the controller reads the spec, as there.
+        if self.backend != GcsBackend.ROCKSDB:
+            if self.storage is not None:
+                shapes.refuse("storage applies only to backend rocksdb")
+            return self
+        if (
+            self.redis_address
+            or self.redis_username
+            or self.redis_password
+            or self.external_storage_namespace
+        ):
+            shapes.refuse(
+                "redisAddress, redisUsername, redisPassword and externalStorageNamespace "
+                "cannot be set with backend rocksdb"
+            )
+        return self
 
 
 class AutoscalerOptions(KubeModel):
@@ -633,6 +685,31 @@ def _autoscaler_version_problem(opts: AutoscalerOptions, groups: list[Any]) -> s
     return None
 
 
+def _gcs_storage_problem(head: Any) -> str | None:
+    """KubeRay's check: with rocksdb the operator alone sets the store's env vars,
+    volume and mount on the head; a template doing it too would fight them."""
+    if not isinstance(head, TemplatedGroup):
+        return None
+    container = head.ray_container()
+    for env in container.get("env") or []:
+        if isinstance(env, dict) and env.get("name") in (GCS_STORAGE_ENV, GCS_STORAGE_PATH_ENV):
+            return f"the head container sets {env['name']}, which backend rocksdb sets"
+    for mount in container.get("volumeMounts") or []:
+        if isinstance(mount, dict) and (
+            mount.get("name") == GCS_STORAGE_VOLUME or mount.get("mountPath") == GCS_STORAGE_MOUNT
+        ):
+            return (
+                f"the head container mounts a volume named {GCS_STORAGE_VOLUME} or at "
+                f"{GCS_STORAGE_MOUNT}, which backend rocksdb uses"
+            )
+    for volume in head.pod_spec().get("volumes") or []:
+        if isinstance(volume, dict) and volume.get("name") == GCS_STORAGE_VOLUME:
+            return (
+                f"the head pod has a volume named {GCS_STORAGE_VOLUME}, which backend rocksdb uses"
+            )
+    return None
+
+
 def _unsupported(rule: str, field: str, why: str) -> dict[str, str]:
     """A CEL rule refusing a KubeRay field raykube does not implement: accepted
     and ignored it would promise what the cluster does not do."""
@@ -662,17 +739,6 @@ UNSUPPORTED_FIELD_RULES = [
         "historyServerOptions",
         "no history server collector would run",
     ),
-    _unsupported(
-        "!has(self.gcsFaultToleranceOptions) || !has(self.gcsFaultToleranceOptions.backend) || "
-        "self.gcsFaultToleranceOptions.backend != 'rocksdb'",
-        "gcsFaultToleranceOptions.backend",
-        "rocksdb would persist nothing; use redis",
-    ),
-    _unsupported(
-        "!has(self.gcsFaultToleranceOptions) || !has(self.gcsFaultToleranceOptions.storage)",
-        "gcsFaultToleranceOptions.storage",
-        "it belongs to the rocksdb backend, which raykube does not run",
-    ),
 ]
 
 
@@ -701,6 +767,28 @@ NETWORK_POLICY_RULES = [
         "reason": "FieldValueInvalid",
     },
 ]
+
+
+#: The first Ray release with token authentication: older Rays ignore
+#: RAY_AUTH_MODE and would run without any.
+TOKEN_AUTH_MIN_RAY = (2, 52, 0)
+_RAY_VERSION = re.compile(r"^v?(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?")
+
+
+def _token_version_problem(ray_version: str | None) -> str | None:
+    wanted = ".".join(map(str, TOKEN_AUTH_MIN_RAY))
+    if not ray_version:
+        return f"authOptions token mode needs rayVersion (Ray {wanted} or later) to be set"
+    found = _RAY_VERSION.match(ray_version)
+    if found is None:
+        return f"authOptions token mode needs a rayVersion like {wanted}, got {ray_version!r}"
+    major, minor, patch = (int(g or 0) for g in found.groups())
+    if (major, minor, patch) < TOKEN_AUTH_MIN_RAY:
+        return (
+            f"authOptions token mode needs Ray {wanted} or later (older Rays run without "
+            f"authentication), got rayVersion {ray_version}"
+        )
+    return None
 
 
 class RayClusterSpec(KubeModel):
@@ -776,10 +864,19 @@ class RayClusterSpec(KubeModel):
     gcs_fault_tolerance_options: GcsFaultToleranceOptions | None = Field(
         None,
         description=(
-            "Keep GCS state in Redis so it survives a head restart; on deletion a Job "
-            "deletes the cluster's keys first (a finalizer)."
+            "GCS state kept in Redis or in rocksdb on a head PVC, so it survives head restarts."
         ),
     )
+
+    @field_validator("gcs_fault_tolerance_options")
+    @classmethod
+    def _gcs_storage_is_ours(
+        cls, value: GcsFaultToleranceOptions | None, info: ValidationInfo
+    ) -> GcsFaultToleranceOptions | None:
+        if value is not None and value.backend == GcsBackend.ROCKSDB:
+            shapes.refuse(_gcs_storage_problem(info.data.get("head_group_spec")))
+        return value
+
     upgrade_strategy: RayClusterUpgradeStrategy | None = Field(
         None, description="What happens to running pods when the pods' spec changes."
     )
@@ -795,9 +892,19 @@ class RayClusterSpec(KubeModel):
         None,
         description=(
             "Ray's token authentication; a RayService's controller sends the token to the "
-            "dashboard."
+            "dashboard. Token mode needs rayVersion 2.52.0 or later."
         ),
     )
+
+    @field_validator("auth_options")
+    @classmethod
+    def _token_mode_needs_ray_2_52(
+        cls, value: AuthOptions | None, info: ValidationInfo
+    ) -> AuthOptions | None:
+        if value is not None and value.mode != AuthMode.DISABLED:
+            shapes.refuse(_token_version_problem(info.data.get("ray_version")))
+        return value
+
     tls_options: TLSOptions | None = Field(
         None, description="Mutual TLS between Ray nodes; enabled: true is refused (not supported)."
     )

@@ -4,7 +4,7 @@ that the operator creates, upgrades and replaces."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
@@ -40,6 +40,7 @@ MAX_SERVE_CONFIG_NESTING = 64
 
 class RayServiceUpgradeType(StrEnum):
     NEW_CLUSTER = "NewCluster"
+    INCREMENTAL = "NewClusterWithIncrementalUpgrade"
     NONE = "None"
     RECREATE = "Recreate"
 
@@ -68,6 +69,49 @@ class RayServiceConditionType(StrEnum):
     UPGRADE_IN_PROGRESS = "UpgradeInProgress"
 
 
+DEFAULT_MAX_SURGE_PERCENT = 100
+#: KubeRay names the type; raykube refuses options it would not act on.
+INCREMENTAL = RayServiceUpgradeType.INCREMENTAL.value
+
+Percent = Annotated[int, Field(ge=1, le=100, json_schema_extra={"format": "int32"})]
+"""A percentage from 1 to 100 (0 would never move anything)."""
+
+
+class ClusterUpgradeOptions(KubeModel):
+    """Steps of an incremental upgrade."""
+
+    max_surge_percent: Percent = Field(
+        DEFAULT_MAX_SURGE_PERCENT,
+        description="target_capacity moved per step; both clusters stay within 100+this%.",
+        json_schema_extra=schema_default(DEFAULT_MAX_SURGE_PERCENT),
+    )
+    step_size_percent: Percent = Field(description="Traffic % moved per step.")
+    interval_seconds: Annotated[
+        int, Field(ge=1, le=2**31 - 1, json_schema_extra={"format": "int32"})
+    ] = Field(description="Seconds at least between traffic steps.")
+    gateway_class_name: str | None = Field(None, description="Must be empty (no Gateway).")
+
+
+UPGRADE_OPTION_RULES = [
+    {
+        "rule": (
+            f"has(self.clusterUpgradeOptions) == (has(self.type) && self.type == '{INCREMENTAL}')"
+        ),
+        "message": f"clusterUpgradeOptions is required with {INCREMENTAL}, refused otherwise",
+        "fieldPath": ".clusterUpgradeOptions",
+        "reason": "FieldValueInvalid",
+    },
+]
+GATEWAY_CLASS_RULES = [
+    {
+        "rule": "!has(self.gatewayClassName) || self.gatewayClassName == ''",
+        "message": "gatewayClassName is not supported: traffic moves through the serve Service",
+        "fieldPath": ".gatewayClassName",
+        "reason": "FieldValueForbidden",
+    },
+]
+
+
 class RayServiceUpgradeStrategy(KubeModel):
     """How a change to rayClusterConfig reaches the running service."""
 
@@ -75,10 +119,9 @@ class RayServiceUpgradeStrategy(KubeModel):
         RayServiceUpgradeType.NEW_CLUSTER,
         description=(
             "NewCluster (default): build a new cluster, move traffic once all its Serve "
-            "applications run, then delete the old one. Recreate (raykube): delete the old "
-            "cluster first, then build the new one; traffic stops meanwhile, but two clusters "
-            "never run at once. None: never build a new cluster; changes to rayClusterConfig "
-            "are not applied. (NewClusterWithIncrementalUpgrade is not supported.)"
+            "applications run, then delete the old one. NewClusterWithIncrementalUpgrade: "
+            "the same step by step (clusterUpgradeOptions). Recreate (raykube): delete the "
+            "old cluster first; traffic stops meanwhile. None: never build a new cluster."
         ),
         json_schema_extra=schema_default(RayServiceUpgradeType.NEW_CLUSTER.value),
     )
@@ -90,6 +133,11 @@ class RayServiceUpgradeStrategy(KubeModel):
             "is reported in a condition. 0 means no deadline. Default 1800."
         ),
         json_schema_extra=schema_default(DEFAULT_UPGRADE_TIMEOUT_SECONDS),
+    )
+    cluster_upgrade_options: ClusterUpgradeOptions | None = Field(
+        None,
+        description=f"For {INCREMENTAL} only.",
+        json_schema_extra=cel(GATEWAY_CLASS_RULES),
     )
 
 
@@ -136,7 +184,7 @@ class RayServiceSpec(KubeModel):
     upgrade_strategy: RayServiceUpgradeStrategy = Field(
         default_factory=RayServiceUpgradeStrategy,
         description="How a cluster change is rolled out.",
-        json_schema_extra=schema_default({}),
+        json_schema_extra={**schema_default({}), **cel(UPGRADE_OPTION_RULES)},
     )
     ray_cluster_deletion_delay_seconds: Count = Field(
         DEFAULT_DELETION_DELAY_SECONDS,
@@ -233,6 +281,9 @@ class ServingClusterStatus(KubeModel):
     ray_cluster_status: RayClusterStatus | None = Field(
         None, description="Status of the RayCluster (copied from it)."
     )
+    target_capacity: int | None = Field(None, description="Serve target_capacity, %.")
+    traffic_routed_percent: int | None = Field(None, description="Traffic share, %.")
+    last_traffic_migrated_time: Time | None = Field(None, description="Its last change.")
 
 
 class RayServiceStatus(KubeModel):
@@ -264,6 +315,17 @@ class RayServiceStatus(KubeModel):
 
 
 RAYSERVICE_SPEC_RULES = [
+    {
+        "rule": (
+            "!has(self.upgradeStrategy.type) || "
+            f"self.upgradeStrategy.type != '{INCREMENTAL}' || "
+            "(has(self.rayClusterConfig.enableInTreeAutoscaling) && "
+            "self.rayClusterConfig.enableInTreeAutoscaling)"
+        ),
+        "message": f"upgradeStrategy.type {INCREMENTAL} needs enableInTreeAutoscaling",
+        "fieldPath": ".upgradeStrategy.type",
+        "reason": "FieldValueInvalid",
+    },
     {
         "rule": "has(self.managedBy) == has(oldSelf.managedBy)",
         "message": "managedBy is immutable: it cannot be added or removed after creation",
