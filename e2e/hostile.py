@@ -533,13 +533,14 @@ def catalogue() -> list[Hostile]:
                     "auth-secret",
                     rayClusterConfig={
                         **healthy_rayservice()["spec"]["rayClusterConfig"],
+                        "rayVersion": "2.60.0",
                         "authOptions": {"mode": "token", "secretName": TEAM_SECRET},
                     },
                 ),
             ),
-            # Token mode is refused at admission (raykube does not run token auth);
-            # the opt-in label guards the Secret where it would be read.
-            Expect(admission="authOptions is not supported by raykube"),
+            # The pods may reference it (the kubelet reads it for them), but the
+            # operator reads a Secret it does not own only when it opted in by label.
+            Expect(warning="AuthSecretNotOptedIn", says="is not labelled"),
             bystanders=(Bystander("secret", TEAM_SECRET, _secret(TEAM_SECRET)),),
         ),
     ]

@@ -48,6 +48,14 @@ def _events(cp: ControlPlane, ns: str, name: str) -> list[tuple[str, str]]:
     return [(e["type"], e["reason"]) for e in items if e["involvedObject"].get("name") == name]
 
 
+NO_NEW_PODS = {
+    "apiVersion": "v1",
+    "kind": "ResourceQuota",
+    "metadata": {"name": "no-new-pods"},
+    "spec": {"hard": {"pods": "0"}},
+}
+
+
 def _finish_job(cp: ControlPlane, ns: str, job: str, succeeded: bool) -> None:
     # The Job controller's own start time is kept (the API server refuses to move it).
     def started() -> str | None:
@@ -92,6 +100,9 @@ def test_a_deleted_fault_tolerant_cluster_waits_for_its_redis_cleanup(
     wait_for(up, timeout=90, what="the finalizer and the head pod")
     uid = get_json(cp, "raycluster", name, "-n", ns)["metadata"]["uid"]
 
+    # kwok completes the pods of Jobs by itself, and the real Job controller
+    # would then finish the Job before this test does: no new pod may start.
+    apply(cp, ns, NO_NEW_PODS)
     cp.kubectl("delete", "raycluster", name, "-n", ns, "--wait=false")
     # The pods go first; only then is the Job created.
     created = wait_for(lambda: _get(cp, ns, "job", job), timeout=90, what="the cleanup Job")
