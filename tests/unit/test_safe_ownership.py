@@ -15,6 +15,7 @@ from raykube.adapters.kube import (
     PODS,
     RAYCLUSTERS,
     RAYSERVICES,
+    ROLE_BINDINGS,
     SERVICE_ACCOUNTS,
     SERVICES,
     ApiError,
@@ -262,3 +263,48 @@ async def test_a_head_service_the_api_server_refuses_ends_as_a_condition(
     assert (failure["status"], failure["reason"]) == ("True", "FailedCreateHeadService")
     assert "spec.clusterIP" in failure["message"]
     assert any("spec.clusterIP" in m for m in await warnings(h, "FailedCreateHeadService"))
+
+
+async def test_our_role_binding_to_another_cluster_role_is_replaced(
+    harness: Harness, manifests: Path
+) -> None:
+    """roleRef cannot be changed in place: a binding of ours made under another
+    --autoscaler-cluster-role is deleted and created anew, not retried forever."""
+    h = harness
+    doc = load(manifests, AUTOSCALER, "RayCluster")
+    h.kube.put(doc)
+    name = doc["metadata"]["name"]
+    uid = h.cluster(name)["metadata"]["uid"]
+    binding_name = f"{name}-ray-autoscaler"
+    h.kube.put(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {
+                "name": binding_name,
+                "namespace": NS,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "ray.io/v1",
+                        "kind": "RayCluster",
+                        "name": name,
+                        "uid": uid,
+                        "controller": True,
+                    }
+                ],
+            },
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "an-earlier-role",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": binding_name, "namespace": NS}],
+        }
+    )
+    old = h.kube.stored(ROLE_BINDINGS, NS, binding_name)
+    assert old is not None
+    await h.cluster_pass(name)
+    new = h.kube.stored(ROLE_BINDINGS, NS, binding_name)
+    assert new is not None
+    assert new["roleRef"]["name"] == h.rt.settings.autoscaler_cluster_role
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]

@@ -84,7 +84,7 @@ opens for a registered handler, or a rule of a Role the operator creates.
   verbs: ["patch"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["rolebindings"]
-  verbs: ["create", "get", "patch"]
+  verbs: ["create", "delete", "get", "patch"]
 {{- end }}
 
 {{- /* Ray's autoscaler (a ClusterRole, granted to nobody but by the operator's RoleBindings) */}}

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
-from raykube.adapters.kube import ApiError
+from raykube.adapters.kube import ROLE_BINDINGS, ApiError
 from raykube.builders import owners
 from raykube.handlers.kit import Body, Controller
 from raykube.handlers.workqueue import Key
@@ -62,7 +62,16 @@ async def ensure_owned(
             # Deleted between our create and our read: the next pass creates it.
             raise ApiError(409, "Conflict", f"{_what(desired)} changed while being created")
     if owners.owned_by(live, uid):
-        return await kube.apply(desired) if update else live
+        if not update:
+            return live
+        if _role_ref_changed(live, desired):
+            # A RoleBinding's roleRef cannot change (the operator's
+            # --autoscaler-cluster-role did): ours is replaced, never patched.
+            meta = live["metadata"]
+            await kube.delete(ROLE_BINDINGS, meta.get("namespace"), meta["name"],
+                              uid=meta.get("uid"))  # fmt: skip
+            return await kube.create_object(desired)
+        return await kube.apply(desired)
     message = (
         f"{_what(desired)} exists and is not controlled by {parent.get('kind', 'this object')} "
         f"{parent['metadata'].get('name')}; it is left alone (delete or rename it)"
@@ -70,6 +79,14 @@ async def ensure_owned(
     scope = f"{parent['metadata'].get('generation', '')}/{_what(desired)}"
     ctl.warn_once(key, parent, NOT_OWNED, message, once_per=scope)
     return None
+
+
+def _role_ref_changed(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    return (
+        desired["kind"] == "RoleBinding"
+        and "roleRef" in live
+        and live["roleRef"] != desired.get("roleRef")
+    )
 
 
 def _what(obj: Mapping[str, Any]) -> str:
