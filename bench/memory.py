@@ -31,7 +31,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.raycluster_scale import PODS_PER_NODE, WORKERS_PER_CLUSTER, _cluster, _settle
+from bench.raycluster_scale import (
+    PODS_PER_NODE,
+    WORKERS_PER_CLUSTER,
+    _settle,
+    cluster_manifest,
+    ready_count,
+)
 from localcluster import controlplane, kwok
 from tests.kubehelpers import OperatorProcess, wait_for
 
@@ -119,19 +125,6 @@ def _running_pods(cp: controlplane.ControlPlane) -> int:
     return out.split().count("Running")
 
 
-def _ready_clusters(cp: controlplane.ControlPlane) -> int:
-    out = cp.kubectl(
-        "get",
-        "rayclusters",
-        "-n",
-        "bench",
-        "-o",
-        'jsonpath={range .items[*]}{.status.state}{"\\n"}{end}',
-        timeout=300,
-    ).stdout
-    return sum(1 for line in out.splitlines() if line.strip() == "ready")
-
-
 def _names(n: int) -> list[str]:
     return [f"rc-{i:04d}" for i in range(n)]
 
@@ -139,7 +132,7 @@ def _names(n: int) -> list[str]:
 def _create(cp: controlplane.ControlPlane, n: int) -> None:
     names = _names(n)
     for first in range(0, n, 50):
-        items = [_cluster(x) for x in names[first : first + 50]]
+        items = [cluster_manifest(x) for x in names[first : first + 50]]
         doc = {"apiVersion": "v1", "kind": "List", "items": items}
         cp.kubectl("create", "-f", "-", input=json.dumps(doc), timeout=300)
 
@@ -174,7 +167,7 @@ def operator(n: int, scale_to: int, crds: Path) -> dict[str, Any]:
         print(f"start: {start:.1f} MiB", file=sys.stderr)
 
         _create(cp, n)
-        wait_for(lambda: _ready_clusters(cp) >= n, timeout=limit, interval=3, what="ready")
+        wait_for(lambda: ready_count(cp) >= n, timeout=limit, interval=3, what="ready")
         wait_for(lambda: _running_pods(cp) >= pods, timeout=limit, interval=3, what="pods")
         _settle(op)
         with_clusters = _rss_mib(op)

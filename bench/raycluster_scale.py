@@ -37,7 +37,10 @@ WORKERS_PER_CLUSTER = 3
 PODS_PER_NODE = 250
 
 
-def _cluster(name: str) -> dict[str, Any]:
+def cluster_manifest(
+    name: str, workers: int = WORKERS_PER_CLUSTER, namespace: str = "bench"
+) -> dict[str, Any]:
+    """The benchmarks' RayCluster: 1 head + ``workers`` of 1 CPU each."""
     container = {
         "name": "ray",
         "image": "rayproject/ray:2.60.0",
@@ -47,14 +50,14 @@ def _cluster(name: str) -> dict[str, Any]:
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
-        "metadata": {"name": name, "namespace": "bench"},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "rayVersion": "2.60.0",
             "headGroupSpec": {"rayStartParams": {}, "template": template},
             "workerGroupSpecs": [
                 {
                     "groupName": "w",
-                    "replicas": WORKERS_PER_CLUSTER,
+                    "replicas": workers,
                     "minReplicas": 0,
                     "maxReplicas": 10,
                     "rayStartParams": {},
@@ -114,7 +117,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def _ready_count(cp: controlplane.ControlPlane) -> int:
+def ready_count(cp: controlplane.ControlPlane) -> int:
     out = cp.kubectl(
         "get",
         "rayclusters",
@@ -176,13 +179,17 @@ def run(n: int, idle_seconds: float) -> dict[str, Any]:
         batch = 50
         for first in range(0, n, batch):
             names = [f"rc-{i:04d}" for i in range(first, min(n, first + batch))]
-            doc = {"apiVersion": "v1", "kind": "List", "items": [_cluster(x) for x in names]}
+            doc = {
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": [cluster_manifest(x) for x in names],
+            }
             cp.kubectl("create", "-f", "-", input=json.dumps(doc), timeout=300)
             now = time.monotonic()
             created.update(dict.fromkeys(names, now))
         print(f"created {n} RayClusters in {time.monotonic() - started:.1f}s", file=sys.stderr)
         deadline = started + max(600, n * 2)
-        while _ready_count(cp) < n:
+        while ready_count(cp) < n:
             if time.monotonic() > deadline:
                 raise SystemExit(f"not all RayClusters became ready in {deadline - started:.0f}s")
             time.sleep(2)

@@ -48,10 +48,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localcluster import build, controlplane, kwok, processes
+from bench.raycluster_scale import cluster_manifest
+from localcluster import controlplane, kwok, processes
 from localcluster.controlplane import ControlPlane
 from tests.kubehelpers import OperatorProcess
-from tests.parity.run import install_kuberay_crds
+from tests.parity.run import install_kuberay_crds, start_kuberay
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -64,34 +65,6 @@ QUIET_SECONDS = 5.0
 PHASE_LIMIT_SECONDS = 1800.0
 RAYKUBE_WORKERS = 8
 CONFIGS = ("raykube", "kuberay-1", f"kuberay-{RAYKUBE_WORKERS}")
-
-
-def _cluster(name: str, workers: int) -> dict[str, Any]:
-    container = {
-        "name": "ray",
-        "image": "rayproject/ray:2.60.0",
-        "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
-    }
-    template = {"spec": {"containers": [container]}}
-    return {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayCluster",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "rayVersion": "2.60.0",
-            "headGroupSpec": {"rayStartParams": {}, "template": template},
-            "workerGroupSpecs": [
-                {
-                    "groupName": "w",
-                    "replicas": workers,
-                    "minReplicas": 0,
-                    "maxReplicas": 10,
-                    "rayStartParams": {},
-                    "template": template,
-                }
-            ],
-        },
-    }
 
 
 def _names(n: int) -> list[str]:
@@ -239,24 +212,8 @@ class Operator:
             self._raykube, self.pid = op, op.proc.pid
             return
         concurrency = int(self.config.rpartition("-")[2])
-        health = processes.free_port()
-        argv = [
-            str(build.kuberay_binary()),
-            f"--kubeconfig={self.kubeconfig}",
-            f"--metrics-addr=127.0.0.1:{processes.free_port()}",
-            f"--health-probe-bind-address=127.0.0.1:{health}",
-            "--enable-leader-election=false",
-            f"--watch-namespace={NAMESPACE}",
-            f"--reconcile-concurrency={concurrency}",
-            "--log-stdout-encoder=console",
-        ]
-        self.pid = processes.start("kuberay", argv, self.cp.state, env=self.cp.env())
-        processes.wait_until(
-            "kuberay",
-            lambda: processes.http_ok(f"http://127.0.0.1:{health}/readyz"),
-            state=self.cp.state,
-            pid=self.pid,
-            timeout=60,
+        self.pid = start_kuberay(
+            self.cp, self.kubeconfig, [NAMESPACE], f"--reconcile-concurrency={concurrency}"
         )
 
     def stop(self) -> None:
@@ -420,7 +377,7 @@ def run(config: str, n: int, idle_seconds: float, profile: Path | None = None) -
                     "create",
                     "-f",
                     "-",
-                    input=_as_list([_cluster(x, WORKERS) for x in batch]),
+                    input=_as_list([cluster_manifest(x, WORKERS, NAMESPACE) for x in batch]),
                     timeout=300,
                 )
 
@@ -428,7 +385,7 @@ def run(config: str, n: int, idle_seconds: float, profile: Path | None = None) -
         latencies = [seen.ready_at[c] - t for c, t in seen.seen_at.items() if c in seen.ready_at]
 
         def scale() -> None:
-            doc = _as_list([_cluster(x, SCALED_WORKERS) for x in names])
+            doc = _as_list([cluster_manifest(x, SCALED_WORKERS, NAMESPACE) for x in names])
             cp.kubectl(
                 "apply",
                 "--server-side",

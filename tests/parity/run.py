@@ -250,26 +250,33 @@ def run_phase(
     return phase
 
 
+def start_kuberay(cp: ControlPlane, kubeconfig: Path, namespaces: list[str], *extra: str) -> int:
+    """KubeRay's operator on loopback, watching ``namespaces``; its PID once ready."""
+    health = processes.free_port()
+    argv = [
+        str(build.kuberay_binary()),
+        f"--kubeconfig={kubeconfig}",
+        f"--metrics-addr=127.0.0.1:{processes.free_port()}",
+        f"--health-probe-bind-address=127.0.0.1:{health}",
+        "--enable-leader-election=false",
+        f"--watch-namespace={','.join(namespaces)}",
+        "--log-stdout-encoder=console",
+        *extra,
+    ]
+    pid = processes.start("kuberay", argv, cp.state, env=cp.env())
+    processes.wait_until(
+        "kuberay",
+        lambda: processes.http_ok(f"http://127.0.0.1:{health}/readyz"),
+        state=cp.state,
+        pid=pid,
+        timeout=60,
+    )
+    return pid
+
+
 def kuberay_starter(cp: ControlPlane) -> Callable[[list[str]], Callable[[], None]]:
     def start(namespaces: list[str]) -> Callable[[], None]:
-        health = processes.free_port()
-        argv = [
-            str(build.kuberay_binary()),
-            f"--kubeconfig={cp.kubeconfig}",
-            f"--metrics-addr=127.0.0.1:{processes.free_port()}",
-            f"--health-probe-bind-address=127.0.0.1:{health}",
-            "--enable-leader-election=false",
-            f"--watch-namespace={','.join(namespaces)}",
-            "--log-stdout-encoder=console",
-        ]
-        pid = processes.start("kuberay", argv, cp.state, env=cp.env())
-        processes.wait_until(
-            "kuberay",
-            lambda: processes.http_ok(f"http://127.0.0.1:{health}/readyz"),
-            state=cp.state,
-            pid=pid,
-            timeout=60,
-        )
+        pid = start_kuberay(cp, cp.kubeconfig, namespaces)
 
         def stop() -> None:
             processes.stop_pid(pid)
