@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import re
 import subprocess
 import sys
 import tempfile
@@ -32,13 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.raycluster_scale import (
-    PODS_PER_NODE,
     WORKERS_PER_CLUSTER,
     _settle,
     cluster_manifest,
+    node_plan,
     ready_count,
 )
-from localcluster import controlplane, kwok
+from localcluster import controlplane, processes
 from tests.kubehelpers import OperatorProcess, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,10 +110,7 @@ def imports() -> list[dict[str, Any]]:
 
 def _rss_mib(op: OperatorProcess) -> float:
     assert op.proc is not None
-    status = Path(f"/proc/{op.proc.pid}/status").read_text()
-    match = re.search(r"VmRSS:\s+(\d+)", status)
-    assert match
-    return int(match.group(1)) / 1024
+    return processes.memory_mib(op.proc.pid)[0]
 
 
 def _running_pods(cp: controlplane.ControlPlane) -> int:
@@ -148,13 +143,7 @@ def _scale(cp: controlplane.ControlPlane, n: int, workers: int) -> None:
 def operator(n: int, scale_to: int, crds: Path) -> dict[str, Any]:
     pods = n * (1 + WORKERS_PER_CLUSTER)
     scaled_pods = n * (1 + scale_to)
-    plan = kwok.NodePlan(
-        cpu_nodes=max(2, math.ceil(scaled_pods / PODS_PER_NODE) + 1),
-        gpu_nodes=0,
-        max_pods=PODS_PER_NODE,
-        cpus="1000",
-        memory="4Ti",
-    )
+    plan = node_plan(scaled_pods)
     state = Path(tempfile.mkdtemp(prefix="raykube-bench-memory-"))
     cp = controlplane.up(state, crds=crds, nodes=plan, quiet=True)
     op = OperatorProcess(cp, state / "logs")
@@ -200,10 +189,7 @@ def operator(n: int, scale_to: int, crds: Path) -> dict[str, Any]:
 
 def _peak_mib(op: OperatorProcess) -> float:
     assert op.proc is not None
-    status = Path(f"/proc/{op.proc.pid}/status").read_text()
-    match = re.search(r"VmHWM:\s+(\d+)", status)
-    assert match
-    return int(match.group(1)) / 1024
+    return processes.memory_mib(op.proc.pid)[1]
 
 
 def _print_imports(rows: list[dict[str, Any]]) -> None:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from localcluster import controlplane, kwok
+from localcluster import controlplane, kwok, processes
 from tests.kubehelpers import OperatorProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -151,21 +151,23 @@ def _settle(op: OperatorProcess, quiet_window: float = 5.0, limit: float = 300.0
 
 def _peak_rss_mib(op: OperatorProcess) -> float:
     assert op.proc is not None
-    for line in Path(f"/proc/{op.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return processes.memory_mib(op.proc.pid)[1]
 
 
-def run(n: int, idle_seconds: float) -> dict[str, Any]:
-    pods = n * (1 + WORKERS_PER_CLUSTER)
-    plan = kwok.NodePlan(
+def node_plan(pods: int) -> kwok.NodePlan:
+    """kwok nodes enough for ``pods`` pods of the benchmarks' clusters."""
+    return kwok.NodePlan(
         cpu_nodes=max(2, math.ceil(pods / PODS_PER_NODE) + 1),
         gpu_nodes=0,
         max_pods=PODS_PER_NODE,
         cpus="1000",
         memory="4Ti",
     )
+
+
+def run(n: int, idle_seconds: float) -> dict[str, Any]:
+    pods = n * (1 + WORKERS_PER_CLUSTER)
+    plan = node_plan(pods)
     state = Path(tempfile.mkdtemp(prefix="raykube-bench-"))
     cp = controlplane.up(state, crds=REPO / "crds", nodes=plan, quiet=True)
     op = OperatorProcess(cp, state / "logs")

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import signal
 import ssl
 import statistics
@@ -48,8 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.raycluster_scale import cluster_manifest
-from localcluster import controlplane, kwok, processes
+from bench.loadgen import percentile
+from bench.raycluster_scale import cluster_manifest, node_plan
+from localcluster import controlplane, processes
 from localcluster.controlplane import ControlPlane
 from tests.kubehelpers import OperatorProcess
 from tests.parity.run import install_kuberay_crds, start_kuberay
@@ -58,7 +58,6 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 NAMESPACE = "bench"
 WORKERS, SCALED_WORKERS = 3, 5
-PODS_PER_NODE = 250
 CREATE_BATCH = 50
 #: A phase is over once the operator has been silent this long.
 QUIET_SECONDS = 5.0
@@ -230,12 +229,7 @@ class Operator:
 
     def memory_mib(self) -> tuple[float, float]:
         """(RSS, peak RSS)."""
-        found: dict[str, float] = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                found[key] = int(value.split()[0]) / 1024
-        return found["VmRSS"], found["VmHWM"]
+        return processes.memory_mib(self.pid)
 
 
 _TICKS = 100.0
@@ -257,11 +251,6 @@ def _quiet(audit: Audit, limit: float = 300.0) -> None:
         time.sleep(1.0)
         if time.time() - max(audit.last(), started) >= QUIET_SECONDS:
             return
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 @dataclass
@@ -338,13 +327,7 @@ def _phase(
 
 def run(config: str, n: int, idle_seconds: float, profile: Path | None = None) -> dict[str, Any]:
     pods = n * (1 + SCALED_WORKERS)
-    plan = kwok.NodePlan(
-        cpu_nodes=max(2, math.ceil(pods / PODS_PER_NODE) + 1),
-        gpu_nodes=0,
-        max_pods=PODS_PER_NODE,
-        cpus="1000",
-        memory="4Ti",
-    )
+    plan = node_plan(pods)
     state = Path(tempfile.mkdtemp(prefix="raykube-sidebyside-"))
     kuberay = config != "raykube"
     cp = controlplane.up(
@@ -427,7 +410,7 @@ def run(config: str, n: int, idle_seconds: float, profile: Path | None = None) -
             "clusters": n,
             "all_ready_seconds": round(creating.seconds, 2),
             "create_to_ready_p50_seconds": round(statistics.median(latencies), 2),
-            "create_to_ready_p99_seconds": round(_percentile(latencies, 0.99), 2),
+            "create_to_ready_p99_seconds": round(percentile(sorted(latencies), 99), 2),
             "api_requests_per_cluster_created": round(sum(creating.requests.values()) / n, 2),
             "create": creating.as_json(),
             "scale": scaling.as_json(),

@@ -413,13 +413,11 @@ def memory_mib(state: Path | None = None) -> dict[str, tuple[float, float]]:
     if not pid_dir.is_dir():
         return out
     for path in sorted(pid_dir.iterdir()):
-        fields: dict[str, float] = {}
         try:
-            for line in Path(f"/proc/{int(path.read_text())}/status").read_text().splitlines():
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    fields[key] = int(value.split()[0]) / 1024
+            pid = int(path.read_text())
         except (OSError, ValueError):
             continue
-        out[path.name] = (fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0))
+        memory = processes.memory_mib(pid)
+        if memory != (0.0, 0.0):  # gone
+            out[path.name] = memory
     return out

@@ -69,6 +69,20 @@ def alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
+def memory_mib(pid: int) -> tuple[float, float]:
+    """(RSS, peak RSS) of ``pid`` in MiB, from /proc (zeros once it is gone)."""
+    found: dict[str, float] = {}
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0, 0.0
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) / 1024
+    return found.get("VmRSS", 0.0), found.get("VmHWM", 0.0)
+
+
 def stop_pid(pid: int, grace: float = 10.0) -> None:
     """SIGTERM the process group, then SIGKILL whatever is left after ``grace``."""
     for sig in (signal.SIGTERM, signal.SIGKILL):

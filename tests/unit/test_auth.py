@@ -251,18 +251,24 @@ async def test_without_the_right_to_create_secrets_the_cluster_says_why(
 # --- the RayService controller -------------------------------------------------------------
 
 
-async def test_a_rayservice_sends_its_clusters_generated_token(
-    harness: Harness, manifests: Path
-) -> None:
-    h = harness
+async def _token_rayservice_up(h: Harness, manifests: Path) -> tuple[str, str]:
+    """A token-mode RayService whose first cluster is built and Ready: (its name, the cluster's)."""
     doc = load(manifests, RAYSERVICE, "RayService")
-    name = doc["metadata"]["name"]
+    name: str = doc["metadata"]["name"]
     doc["spec"]["rayClusterConfig"]["authOptions"] = {"mode": "token"}
     h.kube.put(doc)
     await h.service_pass(name)
     (cluster,) = [c["metadata"]["name"] for c in h.kube.all(RAYCLUSTERS, NS)]
     await h.cluster_pass(cluster)
     h.all_pods_ready(cluster)
+    return name, cluster
+
+
+async def test_a_rayservice_sends_its_clusters_generated_token(
+    harness: Harness, manifests: Path
+) -> None:
+    h = harness
+    name, cluster = await _token_rayservice_up(h, manifests)
     secret = h.kube.stored(SECRETS, NS, labels.auth_secret_name(cluster))
     assert secret is not None  # no opt-in label: the operator made it
     token = base64.b64decode(secret["data"]["auth_token"]).decode()
@@ -280,14 +286,7 @@ async def test_a_token_the_operator_may_not_read_is_reported(
     harness: Harness, manifests: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = harness
-    doc = load(manifests, RAYSERVICE, "RayService")
-    name = doc["metadata"]["name"]
-    doc["spec"]["rayClusterConfig"]["authOptions"] = {"mode": "token"}
-    h.kube.put(doc)
-    await h.service_pass(name)
-    (cluster,) = [c["metadata"]["name"] for c in h.kube.all(RAYCLUSTERS, NS)]
-    await h.cluster_pass(cluster)
-    h.all_pods_ready(cluster)
+    name, cluster = await _token_rayservice_up(h, manifests)
     get = h.kube.get
 
     async def forbidden(res: Any, namespace: str | None, obj_name: str) -> Any:

@@ -151,12 +151,14 @@ async def _reconcile(ctl: Controller, key: Key) -> float | None:
         failure = await ensure_gcs_storage(ctl, key, obj, cluster)
     if failure is None and needs_headless_service(cluster):
         await ensure_headless_service(ctl, key, obj, cluster)
+    # The intent hashes the pod templates: worked out once per pass.
+    intent = intent_of(cluster)
     if failure is None:
-        failure = await ensure_pods(ctl, key, obj, cluster, ctx)
+        failure = await ensure_pods(ctl, key, obj, cluster, ctx, intent)
     observed = cluster_status.Observed(
         rt.pods_of(key, obj["metadata"].get("uid", "")), head_service, failure
     )
-    status = cluster_status.compute_status(cluster, intent_of(cluster), observed, now_iso())
+    status = cluster_status.compute_status(cluster, intent, observed, now_iso())
     await _write_status(ctl, key, obj, status, failure)
     if failure is not None:
         return FAILURE_RECHECK_SECONDS
@@ -296,11 +298,15 @@ async def _dry_run_templates(
 
 
 async def ensure_pods(
-    ctl: Controller, key: Key, obj: dict[str, Any], cluster: RayCluster, ctx: BuildContext
+    ctl: Controller,
+    key: Key,
+    obj: dict[str, Any],
+    cluster: RayCluster,
+    ctx: BuildContext,
+    intent: ClusterIntent,
 ) -> tuple[str, str] | None:
     """Create and delete pods per the plan; return a creation failure, if any."""
     rt = ctl.rt
-    intent = intent_of(cluster)
     record = ctl.seen(key)
     observed = rt.pods_of(key, obj["metadata"].get("uid", ""))
     plan = plan_pods(intent, observed, record.building)

@@ -558,11 +558,12 @@ async def ensure_status(p: Pass, obs: Observed, plan: Plan) -> dict[str, Any]:
     def snap(cluster: ClusterView | None) -> ServeSnapshot:
         return obs.serve.get(cluster.name, UNREACHABLE) if cluster else UNREACHABLE
 
-    pods = p.rt.pods_of((p.key[0], active.name), active.uid) if active else []
-    endpoints = decisions.count_endpoints(active, pods, plan)
     selection = plan.shift.selection if plan.shift is not None else None
     if selection is not None and plan.shared_serve:
         endpoints = sum(len(names) for names in selection.chosen.values())
+    else:
+        pods = p.rt.pods_of((p.key[0], active.name), active.uid) if active else []
+        endpoints = decisions.count_endpoints(active, pods, plan)
     # What this pass recorded on them (target_capacity, traffic) shows at once.
     active, pending = _as_recorded(p, active), _as_recorded(p, pending)
     inputs = StatusInputs(

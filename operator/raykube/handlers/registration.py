@@ -293,28 +293,13 @@ async def raycluster_event(
 
 
 @kopf.on.event("pods", labels=RAY_CHILD)
-async def pod_event(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
-    _clusters(memo).queue.add((namespace or "", labels[ray_labels.CLUSTER]))
-
-
 @kopf.on.event("services", labels=RAY_CHILD)
-async def service_event(
-    namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
-) -> None:
-    _clusters(memo).queue.add((namespace or "", labels[ray_labels.CLUSTER]))
-
-
 @kopf.on.event("networking.k8s.io", "v1", "ingresses", labels=RAY_CHILD)
-async def ingress_event(
-    namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
-) -> None:
-    _clusters(memo).queue.add((namespace or "", labels[ray_labels.CLUSTER]))
-
-
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=RAY_CHILD)
-async def network_policy_event(
+async def child_event(
     namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
 ) -> None:
+    """A child labelled for a cluster changed or went away: that cluster looks again."""
     _clusters(memo).queue.add((namespace or "", labels[ray_labels.CLUSTER]))
 
 
