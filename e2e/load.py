@@ -90,6 +90,8 @@ class BackgroundLoad:
     _sent: int = 0
     #: answer (as JSON text) -> (first, last) time it came, seconds after start
     seen: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: whole second after start -> answer -> how many came in that second
+    by_second: dict[int, dict[str, int]] = field(default_factory=dict)
 
     def start(self) -> BackgroundLoad:
         self._started = time.monotonic()
@@ -163,6 +165,26 @@ class BackgroundLoad:
         now = time.monotonic() - self._started
         first, _ = self.seen.get(answer, (now, now))
         self.seen[answer] = (first, now)
+        counts = self.by_second.setdefault(int(now), {})
+        counts[answer] = counts.get(answer, 0) + 1
+
+    def split(self, every: int = 5) -> list[tuple[int, dict[str, int]]]:
+        """Answers counted per ``every`` seconds: (start second, answer -> count)."""
+        out: dict[int, dict[str, int]] = {}
+        for second, counts in sorted(self.by_second.items()):
+            bucket = out.setdefault(second - second % every, {})
+            for answer, n in counts.items():
+                bucket[answer] = bucket.get(answer, 0) + n
+        return sorted(out.items())
+
+    def split_text(self, names: dict[str, str], every: int = 5) -> str:
+        """The split over time, one line per interval: ``+10s  A 120  B 35``;
+        ``names`` says which cluster (or version) each answer stands for."""
+        lines = []
+        for start, counts in self.split(every):
+            parts = [f"{names.get(a, a)} {n}" for a, n in sorted(counts.items())]
+            lines.append(f"  +{start:>3}s  " + "  ".join(parts))
+        return "\n".join(lines)
 
     def _fail(self, what: str) -> None:
         self.failures.append(Failure(time.monotonic() - self._started, what))

@@ -10,9 +10,11 @@ file order on one RayService, as the walkthrough does:
   ``kubectl describe``, the two answers (from this host and from a pod);
 - step 7, scenario (a): MangoStand's price 3 -> 4 in place, under load;
 - step 8.1, scenario (c): worker replicas 1 -> 2 -> 1 in place, under load;
-- steps 8.4-8.7, scenario (b): a new env var in ``rayClusterConfig``: pending
-  cluster, switch, old cluster deleted after ``rayClusterDeletionDelaySeconds``,
-  ``/fruit/`` answering 8 throughout (at least 2,000 requests);
+- steps 8.4-8.7, scenario (b): a new env var in ``rayClusterConfig`` and a new
+  price in ``serveConfigV2`` in one apply: pending cluster, switch, old cluster
+  deleted after ``rayClusterDeletionDelaySeconds``; ``/fruit/`` answers 8 (the
+  old cluster, whose config is left alone) until the switch and 10 after it
+  (at least 2,000 requests);
 - step 9: deleting the RayService removes its clusters and Services.
 
 Zero downtime means zero failed requests: no transport error, no status but
@@ -223,25 +225,51 @@ def test_step_8_1_worker_replicas_change_applies_in_place_under_load(
 
 
 def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
+    """A cluster change and a serve change in one apply: MangoStand's price
+    4 -> 5 (the answer 8 -> 10) with a new env var."""
     out = with_env(doc, NEW_ENV["name"], NEW_ENV["value"])
     out["spec"]["rayClusterDeletionDelaySeconds"] = DELETION_DELAY
-    return out
+    config = sample.serve_config(out)
+    sample.deployment(config, "fruit_app", "MangoStand")["user_config"]["price"] = 5
+    return sample.with_serve_config(out, config)
+
+
+def own_serve_url(k: Kubectl, cluster: str) -> str:
+    """The serve port of one cluster's own head Service (not the stable one)."""
+    svc = k.get("service", f"{cluster}-head-svc")
+    assert svc is not None, f"{cluster}-head-svc"
+    return f"http://{svc['spec']['clusterIP']}:8000"
 
 
 @pytest.mark.timeout(900)
 def test_step_8_4_cluster_config_change_upgrades_with_zero_downtime(
     walk: Service, load_reports: list[LoadReport], figures: dict[str, str]
 ) -> None:
-    load = walk.load("(b) blue-green upgrade", accept=(8,))
+    load = walk.load("(b) blue-green upgrade", accept=(8, 10))
+    old_answers: list[str] = []
     try:
         eventually(lambda: load.sent >= 50, 60, "load to start")
         timeline = Timeline(old=walk.cluster["name"])
+        old_url = own_serve_url(walk.k, timeline.old)
         walk.apply(upgrade(walk.doc))
         timeline.started = time.monotonic()
-        watch_until(walk, timeline, lambda t: t.done and load.sent >= UPGRADE_MIN_REQUESTS)
+
+        def old_cluster_keeps_its_config(t: Timeline) -> bool:
+            # KubeRay's TestUpdateServeConfigAndRayClusterSpec: while the new
+            # cluster comes up, the old one still runs the old config.
+            if t.pending and t.switched_at is None:
+                old_answers.append(post(old_url, *FRUIT).text)
+            return t.done and load.sent >= UPGRADE_MIN_REQUESTS
+
+        watch_until(walk, timeline, old_cluster_keeps_its_config)
     finally:
         report = finish(load, load_reports)
     assert_no_failures(report, at_least=UPGRADE_MIN_REQUESTS)
+    assert old_answers and set(old_answers) == {"8"}, old_answers
+    # The new price comes only from the new cluster, so only after the switch;
+    # once it answers, the old price does not come back (1 s of slack for
+    # requests already inside a replica).
+    assert load.seen["8"][1] <= load.seen["10"][0] + 1.0, load.seen
     new = only_cluster(walk)["metadata"]
     assert timeline.pending == new["name"] != timeline.old
     assert timeline.pending_at is not None and timeline.switched_at is not None
@@ -256,7 +284,7 @@ def test_step_8_4_cluster_config_change_upgrades_with_zero_downtime(
     rs = walk.get()
     assert rs["status"]["activeServiceStatus"]["rayClusterName"] == new["name"]
     assert not (rs["status"].get("pendingServiceStatus") or {}).get("rayClusterName")
-    assert is_ready(rs) and answers(walk.url, *FRUIT, 8)
+    assert is_ready(rs) and answers(walk.url, *FRUIT, 10)
     walk.cluster = {"name": new["name"], "uid": new["uid"]}
 
 
