@@ -220,3 +220,108 @@ def build_kuberay(progress: Progress | None = None) -> Path:
     tmp.rename(out)
     progress.step(f"done: KubeRay {versions.KUBERAY} in {out}")
     return out
+
+
+#: Traefik's binary and the Gateway API CRDs it serves (``gateway_crds()``).
+TRAEFIK_BINARY = "traefik"
+
+
+def traefik_binary() -> Path:
+    return versions.gateway_dir() / TRAEFIK_BINARY
+
+
+def gateway_crds() -> Path:
+    return versions.gateway_dir() / "gateway-api-crds"
+
+
+_GO_DIRECTIVE = re.compile(r"^go\s+(\S+)\s*$", re.MULTILINE)
+_REPLACE_BLOCK = re.compile(r"^replace\s*\((.*?)^\)", re.MULTILINE | re.DOTALL)
+_REPLACE_ONE = re.compile(r"^replace\s+([^(\s].*)$", re.MULTILINE)
+
+
+def _replaces(gomod_text: str) -> list[str]:
+    """The replace directives of a go.mod, one ``old [v] => new [v]`` a line."""
+    found = [m.group(1) for m in _REPLACE_ONE.finditer(gomod_text)]
+    for block in _REPLACE_BLOCK.finditer(gomod_text):
+        found += block.group(1).splitlines()
+    # A comment starts with "//" after a space; module paths never hold one.
+    directives = (line.split(" //")[0].strip() for line in found)
+    return [line for line in directives if "=>" in line]
+
+
+def traefik_gomod(traefik_gomod_text: str) -> str:
+    """The go.mod of the module that builds Traefik (pure, unit-tested).
+
+    ``go install pkg@version`` refuses a module whose go.mod has replace
+    directives, and Traefik's has some (forks of two libraries): a main module
+    that requires Traefik and repeats them builds it unchanged. A replace by a
+    local directory cannot be repeated (the proxy's zip has no such directory),
+    so it is refused with the reason."""
+    local = [r for r in _replaces(traefik_gomod_text) if r.split("=>")[1].strip().startswith(".")]
+    if local:
+        raise ValueError(f"Traefik's go.mod replaces a module by a directory: {local[0]}")
+    go = _GO_DIRECTIVE.search(traefik_gomod_text)
+    lines = [
+        "module raykube.local/traefikbuild",
+        "",
+        f"go {go.group(1) if go else '1.24.0'}",
+        "",
+        f"require {versions.TRAEFIK_MODULE} {versions.TRAEFIK}",
+        "",
+        "replace (",
+        *[f"\t{r}" for r in _replaces(traefik_gomod_text)],
+        ")",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _traefik(out: Path, progress: Progress) -> None:
+    work = versions.cache_root() / "build" / f"traefik-{versions.TRAEFIK}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    progress.step(f"resolving {versions.TRAEFIK_MODULE}@{versions.TRAEFIK}")
+    module = _module_dir(versions.TRAEFIK_MODULE, versions.TRAEFIK)
+    try:
+        gomod = traefik_gomod((module / "go.mod").read_text())
+    except ValueError as exc:
+        raise SystemExit(f"localcluster build: {exc}") from exc
+    (work / "go.mod").write_text(gomod)
+    pkg = f"{versions.TRAEFIK_MODULE}/cmd/traefik"
+    (work / "tools.go").write_text(f'//go:build tools\n\npackage tools\n\nimport _ "{pkg}"\n')
+    _run([_go(), "mod", "tidy", "-e"], work, progress, "downloading Traefik's modules")
+    flags = f"-s -w -X {versions.TRAEFIK_MODULE}/pkg/version.Version={versions.TRAEFIK}"
+    _run(
+        [_go(), "build", "-trimpath", f"-ldflags={flags}", "-o", str(out / TRAEFIK_BINARY), pkg],
+        work,
+        progress,
+        f"building traefik {versions.TRAEFIK}",
+    )
+
+
+def build_gateway(progress: Progress | None = None) -> Path:
+    """Traefik and the Gateway API CRDs (standard channel) in
+    ``versions.gateway_dir()`` (no-op when present)."""
+    out = versions.gateway_dir()
+    if traefik_binary().exists() and any(gateway_crds().glob("*.yaml")):
+        return out
+    progress = progress or Progress("build-gateway")
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _traefik(tmp, progress)
+    standard = (
+        _module_dir(versions.GATEWAY_API_MODULE, versions.GATEWAY_API)
+        / "config"
+        / "crd"
+        / "standard"
+    )
+    crds = sorted(standard.glob("*.yaml"))
+    if not crds:
+        raise SystemExit(f"localcluster build: no Gateway API CRDs in {standard}")
+    (tmp / "gateway-api-crds").mkdir()
+    for crd in crds:
+        shutil.copyfile(crd, tmp / "gateway-api-crds" / crd.name)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    progress.step(f"done: Traefik {versions.TRAEFIK}, Gateway API {versions.GATEWAY_API} in {out}")
+    return out

@@ -30,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also build KubeRay's operator and CRDs (the parity tier's oracle)",
     )
+    build_cmd.add_argument(
+        "--gateway",
+        action="store_true",
+        help="also build Traefik and take the Gateway API CRDs (RayServices with a Gateway)",
+    )
     up = sub.add_parser(
         "up", help="start etcd, kube-apiserver, controllers, kwok nodes; install CRDs"
     )
@@ -54,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print(build.build_all())
         if args.kuberay:
             print(build.build_kuberay())
+        if args.gateway:
+            print(build.build_gateway())
     elif args.cmd == "up":
         plan = kwok.NodePlan(cpu_nodes=args.cpu_nodes, gpu_nodes=args.gpu_nodes)
         cp = compose.up(state, crds=args.crds, nodes=plan, real_node=args.node)

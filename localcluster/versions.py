@@ -22,6 +22,15 @@ HELM = "v3.19.0"
 # the newest release the Go module proxy serves as a plain `go install`.
 KUBERAY = "v1.6.2"
 KUBERAY_MODULE = "github.com/ray-project/kuberay/ray-operator"
+# A Gateway API implementation for RayServices with a `gatewayClassName`
+# (tests/e2e). Traefik 3.7 cannot be built from the proxy (its go.mod maps a
+# nested module, github.com/traefik/traefik/dynamic/ext, to a directory that
+# the module zip leaves out); 3.6 can. The Gateway API CRDs come from the
+# release Traefik's go.mod requires, so the two agree on the API.
+TRAEFIK = "v3.6.12"
+TRAEFIK_MODULE = "github.com/traefik/traefik/v3"
+GATEWAY_API = "v1.4.0"
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 
 KUBE_COMMANDS = (
     "kube-apiserver",
@@ -51,3 +60,8 @@ def kuberay_dir() -> Path:
     """KubeRay's operator and its CRDs, keyed by KubeRay's version alone (a
     Kubernetes bump does not rebuild it, nor the other way round)."""
     return cache_root() / "bin" / f"kuberay-{KUBERAY}"
+
+
+def gateway_dir() -> Path:
+    """Traefik and the Gateway API CRDs, keyed by both versions."""
+    return cache_root() / "bin" / f"traefik-{TRAEFIK}_gateway-api-{GATEWAY_API}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from typing import Any, cast
 
 import kopf
@@ -13,13 +14,17 @@ from prometheus_client import start_http_server
 from raykube import leader, logs, settings
 
 # Imported for its side effect: it registers the handlers with kopf's default registry.
-from raykube.handlers import registration  # noqa: F401
+from raykube.handlers import crashpoints, registration  # noqa: F401
 
 log = logging.getLogger("raykube")
 
 
 def run(argv: list[str] | None = None) -> int:
     cfg = settings.from_args(argv)
+    problem = crashpoints.refusal(cfg)
+    if problem:
+        print(f"raykube: {problem}", file=sys.stderr)
+        return 2
     logs.configure(cfg.log_format, cfg.log_level)
     start_http_server(cfg.metrics_port, addr=cfg.bind_host)
     log.info(

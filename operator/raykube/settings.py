@@ -91,6 +91,17 @@ class Settings:
     lease_renew_period: float = field(default=5.0, metadata=_flag())
     lease_renew_deadline: float = field(default=10.0, metadata=_flag())
     lease_retry_period: float = field(default=2.0, metadata=_flag())
+    #: Tests only: end the process at once at this crash point of a reconcile
+    #: pass (``handlers/crashpoints.py``): ``<name>``, or ``<name>#<n>`` for its
+    #: n-th reaching. Refused at start-up unless ``test_hooks`` is on too; the
+    #: chart sets neither.
+    test_crash_at: str = field(
+        default="",
+        metadata=_flag("tests only: exit at this crash point, <name>[#<n>]; needs --test-hooks"),
+    )
+    test_hooks: bool = field(
+        default=False, metadata=_flag("tests only: allow the settings named test-*")
+    )
 
     @property
     def field_manager(self) -> str:

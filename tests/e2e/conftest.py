@@ -25,7 +25,7 @@ import pytest
 from e2e import stack
 from e2e.kube import Kubectl
 from e2e.load import LoadReport
-from localcluster import node, processes, versions
+from localcluster import gateway, node, processes, versions
 from localcluster.node import LocalCluster
 
 STATE_PREFIX = "e2e-pytest-"
@@ -88,6 +88,22 @@ def e2e_stack() -> Iterator[Stack]:
         shutil.rmtree(state, ignore_errors=True)
         left = node.leftovers(slot)
         assert not left, f"the real node left things behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def traefik(e2e_stack: Stack) -> Iterator[gateway.Traefik]:
+    """Traefik (built by ``localcluster build --gateway``) serving the Gateway API
+    for the e2e cluster, on a loopback address of the node's slot, port 80."""
+    cp = e2e_stack.cluster.cp
+    host = f"127.0.80.{e2e_stack.cluster.node.slot % 250 + 1}"
+    try:
+        running = gateway.start(cp, host=host)
+    except processes.ComponentFailed as exc:
+        pytest.fail(f"Traefik (Gateway API) could not start: {exc}", pytrace=False)
+    try:
+        yield running
+    finally:
+        gateway.stop(cp)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ on:
 - status only through the status subresource: a status in a create, update,
   apply or plain patch is ignored, and a status write changes nothing else.
 - server-side apply is a deep merge of the applied object into the stored one
-  (maps merged key by key, lists and scalars replaced). Real SSA also removes
+  (maps merged key by key, lists, scalars and atomic maps such as a
+  Service's selector replaced). Real SSA also removes
   fields this field manager applied before and leaves out now, and records
   managedFields; neither is modelled.
 - merge patch is RFC 7386 (null deletes); JSON Patch is RFC 6902's ``add``,
@@ -211,6 +212,8 @@ class FakeKube:
             return self._insert(res, ns, copy.deepcopy(obj), keep_status=False)
         self._check_version(res, old, obj)
         new: JSON = _merge(old, _without_status(obj), delete_nulls=False)
+        for path in _ATOMIC.get(res.kind, ()):
+            _replace_atomic(new, obj, path)
         new["status"] = copy.deepcopy(old.get("status"))
         if new["status"] is None:
             del new["status"]
@@ -495,6 +498,22 @@ def _without_status(obj: JSON) -> JSON:
     return {k: v for k, v in obj.items() if k != "status"}
 
 
+#: Maps the API server replaces whole in an apply (``+mapType=atomic``): a key
+#: left out of the applied map is gone, whoever set it.
+_ATOMIC: dict[str, tuple[tuple[str, ...], ...]] = {"Service": (("spec", "selector"),)}
+
+
+def _replace_atomic(merged: JSON, applied: JSON, path: tuple[str, ...]) -> None:
+    src: Any = applied
+    dst: Any = merged
+    for key in path[:-1]:
+        if not isinstance(src, dict) or not isinstance(dst, dict):
+            return
+        src, dst = src.get(key), dst.get(key)
+    if isinstance(src, dict) and isinstance(dst, dict) and path[-1] in src:
+        dst[path[-1]] = copy.deepcopy(src[path[-1]])
+
+
 def _merge(target: Any, patch: Any, *, delete_nulls: bool) -> Any:
     """RFC 7386 merge (``delete_nulls``), or the deep merge that stands in for SSA."""
     if not isinstance(patch, dict):
@@ -620,6 +639,10 @@ class FakeIndex(Mapping[IndexKey, list[Any]]):
     ) -> None:
         self.kube, self.res, self.fn, self.labels = kube, res, fn, dict(labels or {})
         self._frozen: dict[IndexKey, list[Any]] | None = None
+        #: The last computation and the store revision it was made at: every
+        #: write bumps the revision, so until one happens it is what a
+        #: computation would give (and a pass reads the indices many times).
+        self._computed: tuple[int, dict[IndexKey, list[Any]]] | None = None
 
     def freeze(self) -> None:
         self._frozen = self._compute()
@@ -654,7 +677,11 @@ class FakeIndex(Mapping[IndexKey, list[Any]]):
         return out
 
     def _view(self) -> dict[IndexKey, list[Any]]:
-        return self._frozen if self._frozen is not None else self._compute()
+        if self._frozen is not None:
+            return self._frozen
+        if self._computed is None or self._computed[0] != self.kube.revision:
+            self._computed = (self.kube.revision, self._compute())
+        return self._computed[1]
 
     def __getitem__(self, key: IndexKey) -> list[Any]:
         return self._view()[key]

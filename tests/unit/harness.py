@@ -25,6 +25,7 @@ import yaml
 from raykube.adapters.kube import PODS, RAYCLUSTERS, RAYSERVICES, SERVICES
 from raykube.builders import labels
 from raykube.handlers import raycluster, rayservice, registration
+from raykube.handlers.crashpoints import CrashPoints
 from raykube.handlers.kit import Controller
 from raykube.handlers.rayservice_observe import ServiceController
 from raykube.handlers.runtime import Runtime
@@ -109,12 +110,20 @@ def load(manifests: Path, file: str, kind: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def running(settings: Settings | None = None) -> AsyncIterator[Harness]:
+async def running(
+    settings: Settings | None = None,
+    *,
+    kube: FakeKube | None = None,
+    serve: FakeServe | None = None,
+    crashes: CrashPoints | None = None,
+) -> AsyncIterator[Harness]:
     """Both controllers as ``registration.start`` builds them, on fakes; their
-    background tasks (event posters) are stopped on the way out."""
+    background tasks (event posters) are stopped on the way out. Given an
+    existing ``kube`` and ``serve``, it is a restarted operator: nothing but
+    what they hold carries over."""
     settings = settings or Settings()
-    kube = FakeKube(field_manager=settings.field_manager)
-    serve = FakeServe()
+    kube = kube or FakeKube(field_manager=settings.field_manager)
+    serve = serve or FakeServe()
     indices = operator_indices(kube)
     rt = Runtime(
         settings=settings,
@@ -123,6 +132,7 @@ async def running(settings: Settings | None = None) -> AsyncIterator[Harness]:
         services=indices["ray_services"],
         cluster_objects=indices["ray_clusters"],
         network_children=(indices["ray_ingresses"], indices["ray_network_policies"]),
+        crashes=crashes,
     )
     rt.indexed.set()  # the fake indices are complete from the start
 

@@ -272,3 +272,18 @@ def test_decide_keeps_a_reverted_pending_cluster_until_its_traffic_is_back() -> 
     )
     assert [c.name for c, _ in done.clusters.delete] == ["p"]
     assert not done.shared_serve
+
+
+@pytest.mark.parametrize("forward", [True, False])
+def test_a_capacity_falls_only_once_the_last_traffic_move_settled(forward: bool) -> None:
+    """Requests reach a cluster for a while after the split moved away from it
+    (kube-proxy, the Gateway): its replicas stay until intervalSeconds passed."""
+    options = _options(surge=50, step=25, interval=30)
+    start = (Share(50, 50), Share(100, 50)) if not forward else (STEADY, EMPTY)
+    seen, _ = _run(options, *start, forward=forward, passes=5000)
+    moved_at = T0 - timedelta(seconds=30)  # no move in this upgrade yet
+    for (a0, p0, _), (a, p, when) in pairwise(seen):
+        if p.traffic != p0.traffic:
+            moved_at = when
+        if a.capacity < a0.capacity or p.capacity < p0.capacity:
+            assert when - moved_at >= timedelta(seconds=30), (a0, p0, a, p)

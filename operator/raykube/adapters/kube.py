@@ -62,6 +62,9 @@ NETWORK_POLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", "Netwo
 PERSISTENT_VOLUME_CLAIMS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
 RAYCLUSTERS = Resource("ray.io", "v1", "rayclusters", "RayCluster")
 RAYSERVICES = Resource("ray.io", "v1", "rayservices", "RayService")
+# Gateway API (only with a RayService's clusterUpgradeOptions.gatewayClassName).
+GATEWAYS = Resource("gateway.networking.k8s.io", "v1", "gateways", "Gateway")
+HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
 
 BY_KIND = {
     r.kind: r
@@ -80,6 +83,8 @@ BY_KIND = {
         PERSISTENT_VOLUME_CLAIMS,
         RAYCLUSTERS,
         RAYSERVICES,
+        GATEWAYS,
+        HTTPROUTES,
     )
 }
 

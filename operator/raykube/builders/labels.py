@@ -256,6 +256,20 @@ def rayservice_serve_service_name(service: str) -> str:
     return f"{service}-serve-svc"
 
 
+def cluster_serve_service_name(cluster: str) -> str:
+    """One cluster's serve Service, an HTTPRoute's backend during an incremental
+    upgrade with a Gateway (KubeRay's ``<cluster>-serve-svc``)."""
+    return f"{cluster}-serve-svc"
+
+
+def rayservice_gateway_name(service: str) -> str:
+    return f"{service}-gateway"
+
+
+def rayservice_httproute_name(service: str) -> str:
+    return f"{service}-httproute"
+
+
 def serve_service_name(rs: RayService) -> str:
     """The serve Service of a RayService: ``serveService.metadata.name`` or ``<rs>-serve-svc``."""
     override = (rs.spec.serve_service or {}).get("metadata") or {}

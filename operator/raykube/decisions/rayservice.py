@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from raykube.builders import labels
+from raykube.builders.gateway import gateway_class
 from raykube.builders.rayservice import group_sizes
 from raykube.decisions import rayservice_health as health
 from raykube.decisions.durations import parse_seconds
@@ -29,7 +30,7 @@ from raykube.decisions.rayservice_incremental import (
     endpoints,
     plan_step,
 )
-from raykube.decisions.rayservice_rollback import Rollback, plan_rollback
+from raykube.decisions.rayservice_rollback import Rollback, interrupted, plan_rollback
 from raykube.decisions.rayservice_status import (
     INITIALIZING_TIMEOUT_REASON,
     UPGRADE_IN_PROGRESS,
@@ -88,6 +89,8 @@ class Observed:
     last_good: str = ""
     #: Pods of each owned cluster, by cluster name (incremental upgrades only).
     pods: Mapping[str, Sequence[PodView]] = field(default_factory=dict)
+    #: The serve Service selects by the serve-traffic label now (a split).
+    split_selector: bool = False
 
     def snap(self, cluster: ClusterView) -> ServeSnapshot:
         return self.serve.get(cluster.name, UNREACHABLE)
@@ -171,6 +174,7 @@ def serving(obs: Observed, cluster: ClusterView) -> bool:
     snap = obs.snap(cluster)
     return (
         cluster.serve_hash == obs.goal.hash
+        and not interrupted(cluster, obs.goal)  # what RUNs may be the last good config
         and snap.reachable
         and all(snap.apps.get(n) and snap.apps[n].status == "RUNNING" for n in obs.goal.app_names)
     )
@@ -499,6 +503,19 @@ def _select(obs: Observed, plan: Plan, shift: Shift, weight: int) -> Selection:
     return selection
 
 
+def _unlabel(obs: Observed, plan: Plan) -> None:
+    """The split is over: its label leaves the pods, once the serve Service is
+    seen selecting one cluster again (removed sooner, the Service, still
+    selecting by the label, would have no endpoints until it is re-applied)."""
+    if obs.split_selector:
+        return
+    name = obs.service.metadata.name
+    for pods in obs.pods.values():
+        for pod in pods:
+            if pod.serve_traffic == name and not pod.terminating:
+                plan.traffic_labels.append((pod, False))
+
+
 def _incremental(obs: Observed, plan: Plan, inputs: StepInputs | None, step: Step | None) -> None:
     """Carry an incremental upgrade's step into the plan (capacities, traffic
     records, pod labels, the serve Service's selector)."""
@@ -511,6 +528,7 @@ def _incremental(obs: Observed, plan: Plan, inputs: StepInputs | None, step: Ste
                 _resize(obs, plan, active, 100)
             if active.traffic is not None:
                 _traffic_notes(plan, active, 100, obs.now)
+        _unlabel(obs, plan)
         return
     shift = Shift(inputs, step, active, pending)
     if plan.deleted(pending):
@@ -522,11 +540,16 @@ def _incremental(obs: Observed, plan: Plan, inputs: StepInputs | None, step: Ste
     if step.traffic_moved(inputs) or pending.traffic is None:
         _traffic_notes(plan, pending, step.pending.traffic, obs.now)
         _traffic_notes(plan, active, step.active.traffic, obs.now)
-    if not plan.clusters.switch and step.pending.traffic > 0:
+    # With a Gateway the HTTPRoute's weights split traffic; the serve Service
+    # stays on the active cluster, as in KubeRay.
+    by_labels = gateway_class(obs.service) is None
+    if not plan.clusters.switch and step.pending.traffic > 0 and by_labels:
         plan.shared_serve = True
         shift = Shift(
             inputs, step, active, pending, _select(obs, plan, shift, step.pending.traffic)
         )
+    elif not plan.clusters.switch:
+        _unlabel(obs, plan)
     plan.shift = shift
 
 
@@ -554,7 +577,7 @@ def decide(obs: Observed) -> Plan:
         replace_unhealthy=judged.replace,
         migrating=stepping is not None
         and step is not None
-        and (stepping.pending.traffic > 0 or step.pending.traffic > 0),
+        and (stepping.pending.traffic > 0 or step.pending.traffic > 0 or step.settling),
     )
     plan = Plan(plan_clusters(inputs), verdict=judged.verdict)
     active = obs.roles.active

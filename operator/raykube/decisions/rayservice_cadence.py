@@ -48,6 +48,8 @@ def deadlines(obs: Observed, plan: Plan) -> Iterable[float]:
     if pending is not None and spec.upgrade_strategy.timeout_seconds > 0:
         due = pending.created + timedelta(seconds=spec.upgrade_strategy.timeout_seconds)
         yield (due - now).total_seconds()
+    if plan.shift is not None and plan.shift.step.next_at is not None:
+        yield (plan.shift.step.next_at - now).total_seconds()  # the next traffic step
     active = obs.roles.active
     if active is not None:
         wait = health.seconds_to_threshold(active.health, spec, now)

@@ -69,6 +69,9 @@ class Step:
     waiting: str = ""
     #: When the next traffic step may happen (wake the controller then).
     next_at: datetime | None = None
+    #: The last traffic move may not have reached every proxy yet: a cluster
+    #: that just lost its traffic still gets requests (keep it whole).
+    settling: bool = False
 
     def traffic_moved(self, before: StepInputs) -> bool:
         return self.pending.traffic != before.pending.traffic
@@ -86,6 +89,27 @@ def _move_traffic(inp: StepInputs, to: Share, frm: Share) -> tuple[Share, Share]
         return f"next traffic step at {inp.migrated_at + interval:%Y-%m-%dT%H:%M:%SZ}"
     moved = min(100, to.traffic + inp.options.step_size_percent, to.capacity)
     return replace(to, traffic=moved), replace(frm, traffic=100 - moved)
+
+
+def _unsettled(inp: StepInputs) -> Step | None:
+    """Wait while the last traffic change may not have reached every proxy.
+
+    The split reaches kube-proxy (or the Gateway) some time after it is
+    written; requests still sent to a cluster meanwhile need its replicas. A
+    capacity falls only ``intervalSeconds`` after the traffic last moved (on
+    the real node, a cluster cut to 0 at once answered its last requests with
+    500 when it was deleted).
+    """
+    at = _next_at(inp)
+    if at is None or inp.now >= at:
+        return None
+    return Step(
+        inp.active,
+        inp.pending,
+        waiting=f"traffic settling until {at:%Y-%m-%dT%H:%M:%SZ}",
+        next_at=at,
+        settling=True,
+    )
 
 
 def plan_step(inp: StepInputs) -> Step:
@@ -111,7 +135,9 @@ def _forward(inp: StepInputs) -> Step:
         pen, act = moved
         return Step(act, pen)
     if inp.active_adjustable and _surplus(act, pen):
-        return Step(replace(act, capacity=max(act.traffic, act.capacity - surge)), pen)
+        return _unsettled(inp) or Step(
+            replace(act, capacity=max(act.traffic, act.capacity - surge)), pen
+        )
     if pen.capacity < 100:
         raised = min(100, pen.capacity + surge, 100 + surge - act.capacity)
         if raised > pen.capacity:
@@ -134,7 +160,8 @@ def _forward(inp: StepInputs) -> Step:
 def _back(inp: StepInputs) -> Step:
     act, pen, surge = inp.active, inp.pending, inp.options.max_surge_percent
     if act.traffic == 100:
-        return Step(act, pen)  # rolled back: the pending cluster may go
+        # Rolled back: the pending cluster may go once no request reaches it.
+        return _unsettled(inp) or Step(act, pen)
     if act.traffic < act.capacity:
         moved = _move_traffic(inp, act, pen)
         if isinstance(moved, str):
@@ -142,7 +169,9 @@ def _back(inp: StepInputs) -> Step:
         act, pen = moved
         return Step(act, pen)
     if _surplus(pen, act):
-        return Step(act, replace(pen, capacity=max(pen.traffic, pen.capacity - surge)))
+        return _unsettled(inp) or Step(
+            act, replace(pen, capacity=max(pen.traffic, pen.capacity - surge))
+        )
     raised = min(100, act.capacity + surge, 100 + surge - pen.capacity)
     if raised > act.capacity and inp.active_adjustable:
         return Step(replace(act, capacity=raised), pen)

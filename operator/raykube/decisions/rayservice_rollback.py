@@ -44,6 +44,15 @@ class Rollback:
     #: Which applications failed, and how.
     cause: str
 
+    def intent(self) -> dict[str, str | None]:
+        """Written before the last good config is sent: without it, an operator
+        stopped right after the PUT would take the head's RUNNING applications
+        for the failed config (and record it as healthy)."""
+        return {
+            labels.SERVE_CONFIG_ROLLED_BACK: self.rejected,
+            labels.SERVE_CONFIG_ROLLBACK_CAUSE: self.cause,
+        }
+
     def notes(self, now: str) -> dict[str, str | None]:
         return {
             labels.SERVE_CONFIG_HASH: self.to.hash,
@@ -114,16 +123,28 @@ def plan_rollback(
         return None
     if active.serve_hash != goal.hash or active.serve_healthy_hash == goal.hash:
         return None  # not this config on this cluster, or it ran here before
-    if not snap.reachable:
-        return None
-    causes = failing(goal.app_names, snap)
-    submitted = active.serve_submitted_at
-    if not causes or submitted is None or (now - submitted).total_seconds() < seconds:
-        return None
+    if interrupted(active, goal):
+        # What the head runs is unknown (the last good config may have gone
+        # or not): sent again, and the notes finished.
+        cause = active.rollback_cause
+    else:
+        if not snap.reachable:
+            return None
+        causes = failing(goal.app_names, snap)
+        submitted = active.serve_submitted_at
+        if not causes or submitted is None or (now - submitted).total_seconds() < seconds:
+            return None
+        cause = safe("; ".join(causes), CAUSE_LIMIT)
     if not last_good:
         return None
     # Parsed only now: a rollback is rare, and the text is bounded like serveConfigV2.
     previous = parse_serve_config(last_good)
     if not previous.valid or not previous.hash or previous.hash == goal.hash:
         return None
-    return Rollback(active, previous, goal.hash, safe("; ".join(causes), CAUSE_LIMIT))
+    return Rollback(active, previous, goal.hash, cause)
+
+
+def interrupted(cluster: ClusterView, goal: ServeGoal) -> bool:
+    """A rollback begun (``Rollback.intent`` written) whose notes were not
+    finished: the operator stopped around the PUT of the last good config."""
+    return bool(goal.hash) and cluster.rolled_back == goal.hash == cluster.serve_hash

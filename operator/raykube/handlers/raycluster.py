@@ -145,6 +145,8 @@ async def _reconcile(ctl: Controller, key: Key) -> float | None:
         await ensure_autoscaler_rbac(ctl, key, obj, cluster, ctx)
     await ensure_network(ctl, key, obj, cluster, ctx)
     head_service, failure = await ensure_head_service(ctl, key, obj, cluster, ctx)
+    # crash_point: where a test may stop the process (handlers/crashpoints.py).
+    rt.crash_point("raycluster.after-head-service")
     if failure is None:
         failure = await ensure_auth_secret(ctl, key, obj, cluster)
     if failure is None:
@@ -155,11 +157,13 @@ async def _reconcile(ctl: Controller, key: Key) -> float | None:
     intent = intent_of(cluster)
     if failure is None:
         failure = await ensure_pods(ctl, key, obj, cluster, ctx, intent)
+    rt.crash_point("raycluster.after-pods")
     observed = cluster_status.Observed(
         rt.pods_of(key, obj["metadata"].get("uid", "")), head_service, failure
     )
     status = cluster_status.compute_status(cluster, intent, observed, now_iso())
     await _write_status(ctl, key, obj, status, failure)
+    rt.crash_point("raycluster.after-status")
     if failure is not None:
         return FAILURE_RECHECK_SECONDS
     settled = status.get("state") in ("ready", "suspended")
@@ -323,6 +327,7 @@ async def ensure_pods(
             ctl.warn_once(key, obj, *failure)
             return failure
     await _delete_pods(ctl, key, obj, plan)
+    rt.crash_point("raycluster.after-pods-deleted")
     return await _create_pods(ctl, key, obj, cluster, ctx, plan, intent)
 
 
@@ -387,6 +392,7 @@ async def _create_pods(
         failure = await _create(ctl, key, obj, head, "head")
         if failure:
             return failure
+        ctl.rt.crash_point("raycluster.after-head-pod")
         budget -= 1
     groups = {g.group_name: g for g in cluster.spec.worker_group_specs}
     pending = workers_to_create(plan, _slice_name)
@@ -411,6 +417,7 @@ async def _create_pods(
         failure = next((r for r in results if r), None)
         if failure:
             return failure
+        ctl.rt.crash_point("raycluster.after-worker-batch")
     return None
 
 

@@ -62,8 +62,10 @@ from raykube.decisions.rayservice_view import (
     cluster_view,
     with_notes,
 )
+from raykube.decisions.status_patch import differs
 from raykube.handlers.children import ensure_owned
 from raykube.handlers.kit import Controller
+from raykube.handlers.rayservice_gateway import ensure_gateway
 from raykube.handlers.rayservice_observe import (
     Pass,
     ServiceController,
@@ -73,6 +75,7 @@ from raykube.handlers.rayservice_observe import (
     token,
 )
 from raykube.handlers.runtime import IndexLike, Runtime
+from raykube.handlers.state import ObjectState
 from raykube.handlers.workqueue import Key, WorkQueue
 from raykube.models.base import validation_message
 from raykube.models.clusterspec import ManagedBy
@@ -122,6 +125,7 @@ async def _reconcile(sc: ServiceController, key: Key) -> float | None:
         ctl.forget(key)  # owned clusters and Services go with it (owner references)
         return None
     record = ctl.seen(key)
+    obj = _with_own_status(record, obj)
     try:
         rs = parse_rayservice(obj)
     except ValidationError as err:
@@ -134,12 +138,29 @@ async def _reconcile(sc: ServiceController, key: Key) -> float | None:
         if problem:
             ctl.warn_once(key, obj, "InvalidAnnotation", problem, once_per=problem)
     obs = await observe(p)
+    p.rt.crash_point("rayservice.after-observe")
     plan = decide(obs)
     await act(p, obs, plan)
     status = await ensure_status(p, obs, plan)
+    p.rt.crash_point("rayservice.after-status")
     cadence = next_look(obs, plan, status, record.steady)
     record.steady = cadence.steady
     return cadence.delay
+
+
+def _with_own_status(record: ObjectState, obj: dict[str, Any]) -> dict[str, Any]:
+    """The cached RayService, with the status this process last wrote while the
+    watch has not delivered that write yet: a pass right after a promotion must
+    not read the old roles and promote (and reschedule the old cluster's
+    deletion) again. Its own status write then fails on the old
+    resourceVersion and the pass is queued again."""
+    own = record.own_status
+    if own is None:
+        return obj
+    if obj["metadata"].get("resourceVersion") != own[0]:
+        record.own_status = None  # the cache has moved on (our write, or another)
+        return obj
+    return {**obj, "status": own[1]}
 
 
 async def _report_invalid(ctl: Controller, key: Key, obj: dict[str, Any], message: str) -> None:
@@ -158,20 +179,37 @@ async def _report_invalid(ctl: Controller, key: Key, obj: dict[str, Any], messag
 
 
 async def act(p: Pass, obs: Observed, plan: Plan) -> None:
+    # crash_point: where a test may stop the process (handlers/crashpoints.py).
+    crash = p.rt.crash_point
     await ensure_deletions(p, obs, plan)
+    crash("rayservice.after-deletions")
     await ensure_new_cluster(p, obs, plan)
+    crash("rayservice.after-new-cluster")
     await ensure_submissions(p, plan)
+    crash("rayservice.after-submissions")
     await ensure_resizes(p, plan)
+    crash("rayservice.after-resizes")
     await ensure_rollback(p, plan)
+    crash("rayservice.after-rollback")
     await ensure_traffic_labels(p, plan)
+    crash("rayservice.after-traffic-labels")
+    await ensure_gateway(p, obs, plan)
+    crash("rayservice.after-gateway")
     await ensure_services(p, obs, plan)
+    crash("rayservice.after-services")
     await ensure_deletion_times(p, plan)
+    crash("rayservice.after-deletion-times")
     for cluster, notes in plan.notes:
         await _annotate(p, RAYCLUSTERS, cluster.name, dict(notes))
+    crash("rayservice.after-cluster-notes")
     await ensure_group_sizes(p, plan)
+    crash("rayservice.after-group-sizes")
     await ensure_suspension(p, plan)
+    crash("rayservice.after-suspension")
     await ensure_serve_labels(p, plan)
+    crash("rayservice.after-serve-labels")
     await ensure_service_notes(p, plan)
+    crash("rayservice.after-service-notes")
 
 
 async def ensure_deletions(p: Pass, obs: Observed, plan: Plan) -> None:
@@ -225,6 +263,7 @@ async def ensure_submissions(p: Pass, plan: Plan) -> None:
             p.record.rejected[cluster.name] = (goal.hash, message)
             p.event("Warning", "ServeConfigRejected", message)
             continue
+        p.rt.crash_point("rayservice.after-submit-put")
         # Nothing the head refused before stands.
         p.record.rejected.pop(cluster.name, None)
         notes = decisions.submitted_notes(goal, p.now)
@@ -248,6 +287,7 @@ async def ensure_resizes(p: Pass, plan: Plan) -> None:
             detail = safe(str(err), LOG_MESSAGE_LIMIT)
             log.warning("target_capacity for %s/%s not sent: %s", ns, cluster.name, detail)
             continue
+        p.rt.crash_point("rayservice.after-resize-put")
         await _annotate(p, RAYCLUSTERS, cluster.name, {labels.TARGET_CAPACITY: str(capacity)})
         was = 100 if cluster.target_capacity is None else cluster.target_capacity
         message = (
@@ -291,11 +331,14 @@ async def ensure_rollback(p: Pass, plan: Plan) -> None:
     if rollback is None:
         return
     cluster, ns = rollback.cluster, p.key[0]
+    await _annotate(p, RAYCLUSTERS, cluster.name, rollback.intent())
+    p.rt.crash_point("rayservice.after-rollback-intent")
     err = await _put_config(p, cluster, rollback.to)
     if err is not None:
         detail = safe(str(err), LOG_MESSAGE_LIMIT)
         log.warning("rollback of %s/%s not submitted: %s", ns, cluster.name, detail)
         return
+    p.rt.crash_point("rayservice.after-rollback-put")
     metrics.SERVE_ROLLBACKS.inc()
     await _annotate(p, RAYCLUSTERS, cluster.name, rollback.notes(format_time(p.now)))
     message = (
@@ -581,7 +624,10 @@ async def ensure_status(p: Pass, obs: Observed, plan: Plan) -> dict[str, Any]:
     status = compute_status(inputs)
     for reason, message in new_warnings(p.obj.get("status"), status):
         p.event("Warning", reason, message)
+    changed = differs(p.obj.get("status"), status)
     if await p.sc.ctl.write_status(RAYSERVICES, p.key, p.obj, status):
+        if changed:
+            p.record.own_status = (p.obj["metadata"].get("resourceVersion", ""), status)
         summary = [(c["type"], c["status"]) for c in status.get("conditions") or []]
         p.sc.ctl.summarise(p.key, summary)
     return status

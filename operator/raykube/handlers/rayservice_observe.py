@@ -121,8 +121,14 @@ async def observe(p: Pass) -> Observed:
         any(c.name == traffic for c in clusters) or bool(rt.pods_of((ns, traffic), None))
     )
     notes = rs.metadata.annotations
-    # Incremental upgrades choose which pods of each cluster the serve Service selects.
-    pods = {c.name: rt.pods_of((ns, c.name), c.uid) for c in clusters} if incremental(rs) else {}
+    split = _split_selector(p)
+    # Incremental upgrades choose which pods of each cluster the serve Service
+    # selects (and, after one, take the label off again).
+    pods = (
+        {c.name: rt.pods_of((ns, c.name), c.uid) for c in clusters}
+        if incremental(rs) or split
+        else {}
+    )
     return Observed(
         service=rs,
         goal=p.goal,
@@ -137,6 +143,7 @@ async def observe(p: Pass) -> Observed:
         rejected={name: h for name, (h, _) in p.record.rejected.items()},
         last_good=await last_good(p),
         pods=pods,
+        split_selector=split,
     )
 
 
@@ -177,6 +184,12 @@ def _traffic(p: Pass) -> str:
     svc = p.sc.stable_service(p.key, labels.serve_service_name(p.rs))
     selector = (svc or {}).get("selector") or {}
     return str(selector.get(labels.CLUSTER, ""))
+
+
+def _split_selector(p: Pass) -> bool:
+    """The serve Service selects the pods labelled for this RayService (a split)."""
+    svc = p.sc.stable_service(p.key, labels.serve_service_name(p.rs))
+    return labels.SERVE_TRAFFIC in ((svc or {}).get("selector") or {})
 
 
 async def _owned_clusters(p: Pass) -> list[ClusterView]:

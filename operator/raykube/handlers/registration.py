@@ -23,6 +23,7 @@ from raykube.adapters.kube import Kube
 from raykube.builders import labels as ray_labels
 from raykube.decisions import pods, rayservice_view
 from raykube.handlers import raycluster, rayservice
+from raykube.handlers.crashpoints import CrashPoints
 from raykube.handlers.kit import Controller
 from raykube.handlers.rayservice_observe import ServiceController
 from raykube.handlers.runtime import Runtime
@@ -210,6 +211,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> No
         services=kwargs["ray_services"],
         cluster_objects=kwargs["ray_clusters"],
         network_children=(kwargs["ray_ingresses"], kwargs["ray_network_policies"]),
+        crashes=CrashPoints.from_settings(ours),
     )
     memo["runtime"] = rt
     dashboard = DashboardClient(ours.dashboard_access, ours.cluster_domain, kube)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from raykube.adapters.kube import Kube
 from raykube.decisions.pods import PodView
+from raykube.handlers.crashpoints import CrashPoints
 from raykube.handlers.workqueue import Key
 from raykube.settings import Settings
 from raykube.text import safe
@@ -128,6 +129,13 @@ class Runtime:
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
     _events: asyncio.Queue[tuple[Mapping[str, Any], str, str, str]] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: The crash point a test armed (``--test-crash-at``); None in production.
+    crashes: CrashPoints | None = None
+
+    def crash_point(self, name: str) -> None:
+        """A step boundary of a pass: where a test may stop the process."""
+        if self.crashes is not None:
+            self.crashes.reach(name)
 
     def pods_of(self, key: Key, owner: str | None) -> list[PodView]:
         """The pods labelled for cluster ``key``; with ``owner`` only those whose

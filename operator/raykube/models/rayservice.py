@@ -89,7 +89,13 @@ class ClusterUpgradeOptions(KubeModel):
     interval_seconds: Annotated[
         int, Field(ge=1, le=2**31 - 1, json_schema_extra={"format": "int32"})
     ] = Field(description="Seconds at least between traffic steps.")
-    gateway_class_name: str | None = Field(None, description="Must be empty (no Gateway).")
+    gateway_class_name: str | None = Field(
+        None,
+        description=(
+            "GatewayClass of a Gateway and HTTPRoute that split traffic by weight; empty: "
+            "the serve Service selects pods of both clusters instead."
+        ),
+    )
 
 
 UPGRADE_OPTION_RULES = [
@@ -100,14 +106,6 @@ UPGRADE_OPTION_RULES = [
         "message": f"clusterUpgradeOptions is required with {INCREMENTAL}, refused otherwise",
         "fieldPath": ".clusterUpgradeOptions",
         "reason": "FieldValueInvalid",
-    },
-]
-GATEWAY_CLASS_RULES = [
-    {
-        "rule": "!has(self.gatewayClassName) || self.gatewayClassName == ''",
-        "message": "gatewayClassName is not supported: traffic moves through the serve Service",
-        "fieldPath": ".gatewayClassName",
-        "reason": "FieldValueForbidden",
     },
 ]
 
@@ -137,7 +135,6 @@ class RayServiceUpgradeStrategy(KubeModel):
     cluster_upgrade_options: ClusterUpgradeOptions | None = Field(
         None,
         description=f"For {INCREMENTAL} only.",
-        json_schema_extra=cel(GATEWAY_CLASS_RULES),
     )
 
 
