@@ -146,6 +146,14 @@ def test_incremental_upgrade_weights_follow_the_traffic_split(
                 interval=1,
             )
             wait_for(lambda: route_weights(cp, ns, name) == {f"{second}-serve-svc": 100})
+        except AssertionError:
+            # What the upgrade was waiting for, in the failure's output.
+            st = status(cp, ns, name)
+            print(f"status: {st.get('conditions')}")
+            print(f"active: {st.get('activeServiceStatus', {}).get('trafficRoutedPercent')}")
+            print(f"pending: {st.get('pendingServiceStatus')}")
+            print(f"route samples: {moves_of(samples)}")
+            raise
         finally:
             stop.set()
             sampler.join(timeout=30)
@@ -168,6 +176,14 @@ def test_incremental_upgrade_weights_follow_the_traffic_split(
     shifted = [m for _, r, m in events(cp, ns) if r == "TrafficShifted"]
     print(f"TrafficShifted: {shifted}")
     assert shifted
+
+
+def moves_of(samples: list[tuple[dict[str, int], int | None, str | None]]) -> list[Any]:
+    out: list[Any] = []
+    for sample in samples:
+        if not out or out[-1] != sample:
+            out.append(sample)
+    return out
 
 
 def moves(values: list[int]) -> list[int]:

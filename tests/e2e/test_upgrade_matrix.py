@@ -16,8 +16,10 @@ D 12, E 14. In order:
 3. A -> B -> A -> B: one pending cluster at a time; B ends up serving.
 4. B -> C -> D: C is superseded while it starts; D ends up serving, and no
    more than one pending cluster exists at any time.
-5. D -> E with the pending cluster's head pod deleted while it starts: the
-   cluster is never promoted with a dead head; E ends up serving.
+5. D -> E with the pending cluster's head pod deleted (blue-green: while it
+   starts; incremental: once it carries 25% of the traffic, which comes back
+   to D at once): the cluster is never promoted with a dead head; E ends up
+   serving.
 
 Throughout, the load (8 closed-loop clients, a new connection per request)
 goes through ``<rs>-serve-svc``; every answer is checked against the versions
@@ -349,14 +351,21 @@ def test_5_pending_head_killed_is_never_promoted(
     m = matrix
     load = m.load("D -> E, pending head pod deleted", "D", "E")
     watch = Watch(m)
-    killed = ""
+    killed, killed_at = "", 0.0
     try:
         eventually(lambda: load.sent >= 50, 60, "load to start")
         m.apply("E")
-        s = watch.until(
-            lambda s: bool(s.pending) and s.pending in s.heads, "E's cluster and its head pod"
-        )
-        killed = s.heads[s.pending][0]
+        if m.incremental:
+            # Killed while it carries traffic: the traffic must come back at once.
+            s = watch.until(
+                lambda s: (s.pending_traffic or 0) >= 25 and s.pending in s.heads,
+                "traffic to begin moving to E",
+            )
+        else:
+            s = watch.until(
+                lambda s: bool(s.pending) and s.pending in s.heads, "E's cluster and its head pod"
+            )
+        killed, killed_at = s.heads[s.pending][0], s.at
         pod = [
             p["metadata"]["name"]
             for p in m.k.items("pods", f"ray.io/cluster={s.pending},ray.io/node-type=head")
@@ -370,3 +379,6 @@ def test_5_pending_head_killed_is_never_promoted(
     assert_no_failures(result)
     ((_, cluster, (head_uid, head_ready)),) = watch.promoted
     assert head_uid != killed and head_ready, (cluster, head_uid, killed)
+    if m.incremental:
+        after = [x.pending_traffic for x in watch.samples if x.at > killed_at and x.pending]
+        assert 0 in after, f"the traffic did not come back from the dead head: {after}"

@@ -3,6 +3,7 @@ HTTPRoute's weights as the upgrade steps (pure decisions)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,14 @@ async def test_without_a_gateway_class_no_gateway_request_is_sent(
     await _serving_with(h, manifests, plain)
     assert not [r for r in h.kube.log if r.kind in ("Gateway", "HTTPRoute")]
     assert not h.kube.all(GATEWAYS, NS)
+
+
+def test_a_new_cluster_that_stopped_serving_gets_no_weight() -> None:
+    obs, plan = _upgrade(
+        {"target_capacity": 75, "traffic": 50},
+        {"target_capacity": 75, "traffic": 50, "traffic_at": h.at(0)},
+        GATEWAY,
+    )
+    assert _weights(obs, plan) == [("a", 25), ("p", 75)]
+    lost = replace(obs, heads={"a": h.head("a"), "p": h.head("p", ready=False)})
+    assert _weights(lost, decide(lost)) == [("a", 100), ("p", 0)]

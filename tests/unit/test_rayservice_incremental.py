@@ -287,3 +287,30 @@ def test_a_capacity_falls_only_once_the_last_traffic_move_settled(forward: bool)
             moved_at = when
         if a.capacity < a0.capacity or p.capacity < p0.capacity:
             assert when - moved_at >= timedelta(seconds=30), (a0, p0, a, p)
+
+
+def test_a_new_cluster_that_stops_serving_gives_its_traffic_back_at_once() -> None:
+    """Its head died with 50% of the traffic: the old cluster takes back as much
+    as its capacity holds in one step, with no interval to wait; forward again,
+    step by step, once the new cluster serves."""
+    options = _options(surge=50, step=25, interval=30)
+    just_moved = T0 - timedelta(seconds=1)
+    inp = StepInputs(options, Share(75, 50), Share(75, 50), just_moved, T0, pending_serving=False)
+    step = plan_step(inp)
+    assert (step.active, step.pending) == (Share(75, 75), Share(75, 25))
+    assert step.retreat and step.next_at is None
+    # The old cluster's capacity comes back (the new one's first, within the surge).
+    inp = StepInputs(options, step.active, step.pending, T0, T0, pending_serving=False)
+    step = plan_step(inp)
+    assert (step.active, step.pending) == (Share(75, 75), Share(25, 25))
+    inp = StepInputs(options, step.active, step.pending, T0, T0, pending_serving=False)
+    step = plan_step(inp)
+    assert (step.active, step.pending) == (Share(100, 75), Share(25, 25))
+    inp = StepInputs(options, step.active, step.pending, T0, T0, pending_serving=False)
+    step = plan_step(inp)
+    assert (step.active, step.pending) == (Share(100, 100), Share(25, 0))
+    # Serving again: forward, within the interval rule.
+    later = T0 + timedelta(seconds=5)
+    inp = StepInputs(options, step.active, step.pending, T0, later, pending_serving=True)
+    step = plan_step(inp)
+    assert not step.retreat and step.pending.traffic == 0 and step.waiting

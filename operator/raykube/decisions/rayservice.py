@@ -296,7 +296,12 @@ def _progress(shift: Shift | None) -> str:
     if shift is None:
         return ""
     step, a, p = shift.step, shift.active.name, shift.pending.name
-    way = "incremental upgrade" if shift.inputs.forward else "rolling back (the spec changed)"
+    if shift.step.retreat:
+        way = f"moving traffic back ({shift.step.retreat})"
+    elif shift.inputs.forward:
+        way = "incremental upgrade"
+    else:
+        way = "rolling back (the spec changed)"
     text = (
         f"; {way}: {p} target_capacity {step.pending.capacity}% traffic "
         f"{step.pending.traffic}%, {a} target_capacity {step.active.capacity}% traffic "
@@ -543,11 +548,11 @@ def _incremental(obs: Observed, plan: Plan, inputs: StepInputs | None, step: Ste
     # With a Gateway the HTTPRoute's weights split traffic; the serve Service
     # stays on the active cluster, as in KubeRay.
     by_labels = gateway_class(obs.service) is None
-    if not plan.clusters.switch and step.pending.traffic > 0 and by_labels:
+    # No endpoint of a cluster that does not serve is selected, whatever its share.
+    weight = step.pending.traffic if inputs.pending_serving else 0
+    if not plan.clusters.switch and weight > 0 and by_labels:
         plan.shared_serve = True
-        shift = Shift(
-            inputs, step, active, pending, _select(obs, plan, shift, step.pending.traffic)
-        )
+        shift = Shift(inputs, step, active, pending, _select(obs, plan, shift, weight))
     elif not plan.clusters.switch:
         _unlabel(obs, plan)
     plan.shift = shift

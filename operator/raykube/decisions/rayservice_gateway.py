@@ -4,7 +4,8 @@ The weights are the traffic percents this pass leaves recorded on the clusters
 (the ones the status shows as ``trafficRoutedPercent``): during a step, the
 step's split; once the new cluster is promoted, all of it to that one; a
 pending cluster that has no traffic yet is a backend of weight 0, as in
-KubeRay (the Gateway sends it nothing).
+KubeRay (the Gateway sends it nothing), and so is a new cluster that stopped
+serving (its head lost) until it serves again.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ def route_backends(obs: Observed, plan: Plan, created: ClusterView | None = None
     if pending is None:
         return [_backend(active, 100)]
     if shift is not None and shift.pending.name == pending.name:
-        step = shift.step
-        return [_backend(active, step.active.traffic), _backend(pending, step.pending.traffic)]
+        # A new cluster that does not serve (its head lost) gets nothing, whatever
+        # its share, as with the endpoint split.
+        weight = shift.step.pending.traffic if shift.inputs.pending_serving else 0
+        return [_backend(active, 100 - weight), _backend(pending, weight)]
     # No step planned this pass: the split as recorded (none yet: all on the active one).
     traffic = pending.traffic or 0
     return [_backend(active, 100 - traffic), _backend(pending, traffic)]

@@ -72,6 +72,8 @@ class Step:
     #: The last traffic move may not have reached every proxy yet: a cluster
     #: that just lost its traffic still gets requests (keep it whole).
     settling: bool = False
+    #: Why traffic moves back although the spec still asks for the new cluster.
+    retreat: str = ""
 
     def traffic_moved(self, before: StepInputs) -> bool:
         return self.pending.traffic != before.pending.traffic
@@ -113,9 +115,21 @@ def _unsettled(inp: StepInputs) -> Step | None:
 
 
 def plan_step(inp: StepInputs) -> Step:
+    if inp.forward and inp.pending.traffic > 0 and not inp.pending_serving:
+        return _retreat(inp)
     if inp.forward:
         return _forward(inp)
     return _back(inp)
+
+
+def _retreat(inp: StepInputs) -> Step:
+    """The new cluster stopped serving (its head died, an application failed)
+    while it carries traffic: the traffic goes back to the old cluster at once,
+    as far as the old cluster's capacity allows, with no interval to wait; the
+    upgrade goes forward again, step by step, once the new cluster serves."""
+    urgent = inp.options.model_copy(update={"step_size_percent": 100})
+    step = _back(replace(inp, options=urgent, migrated_at=None, forward=False))
+    return replace(step, retreat="the new cluster stopped serving", next_at=None)
 
 
 def _next_at(inp: StepInputs) -> datetime | None:

@@ -311,7 +311,9 @@ async def ensure_traffic_labels(p: Pass, plan: Plan) -> None:
     if shift is None or not shift.step.traffic_moved(shift.inputs):
         return
     step, sel = shift.step, shift.selection
-    back = "" if shift.inputs.forward else " back"
+    back = "" if shift.inputs.forward and not step.retreat else " back"
+    if step.retreat:
+        back += f" ({step.retreat})"
 
     def part(share: int, cluster: str) -> str:
         pods = f", {sel.count(cluster)} serve endpoint(s)" if sel is not None else ""
