@@ -21,7 +21,7 @@ D 12, E 14. In order:
    to D at once): the cluster is never promoted with a dead head; E ends up
    serving.
 
-Throughout, the load (8 closed-loop clients, a new connection per request)
+Throughout, the load (12 closed-loop clients, a new connection per request)
 goes through ``<rs>-serve-svc``; every answer is checked against the versions
 that may serve at that point, and each step prints the load report and the
 split of answers per 5 s. Every kubectl sample (once a second) checks that at
@@ -72,7 +72,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     },
 }
 DELETION_DELAY = 5
-LOAD_CLIENTS = 8
+LOAD_CLIENTS = 12
 STEP_TIMEOUT = 420.0
 
 
