@@ -171,6 +171,23 @@ def build_all() -> Path:
 KUBERAY_BINARY = "ray-operator"
 
 
+def _copy_crds(source: Path, dest: Path) -> None:
+    """Every CRD manifest of a module's directory; none found is a failed build."""
+    crds = sorted(source.glob("*.yaml"))
+    if not crds:
+        raise SystemExit(f"localcluster build: no CRDs in {source}")
+    dest.mkdir()
+    for crd in crds:
+        shutil.copyfile(crd, dest / crd.name)
+
+
+def _finish(tmp: Path, out: Path) -> None:
+    """Renamed at the end, as for Kubernetes: an interrupted build is never
+    taken for a whole one."""
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
 def kuberay_binary() -> Path:
     return versions.kuberay_dir() / KUBERAY_BINARY
 
@@ -209,15 +226,8 @@ def build_kuberay(progress: Progress | None = None) -> Path:
     pkg = f"{versions.KUBERAY_MODULE}@{versions.KUBERAY}"
     _go_install(tmp, pkg, KUBERAY_BINARY, progress)
     bases = _module_dir(versions.KUBERAY_MODULE, versions.KUBERAY) / "config" / "crd" / "bases"
-    crds = sorted(bases.glob("*.yaml"))
-    if not crds:
-        raise SystemExit(f"localcluster build: no CRDs in {bases}")
-    (tmp / "crds").mkdir()
-    for crd in crds:
-        shutil.copyfile(crd, tmp / "crds" / crd.name)
-    shutil.rmtree(out, ignore_errors=True)
-    # Renamed at the end, as for Kubernetes: an interrupted build is never taken for a whole one.
-    tmp.rename(out)
+    _copy_crds(bases, tmp / "crds")
+    _finish(tmp, out)
     progress.step(f"done: KubeRay {versions.KUBERAY} in {out}")
     return out
 
@@ -315,13 +325,7 @@ def build_gateway(progress: Progress | None = None) -> Path:
         / "crd"
         / "standard"
     )
-    crds = sorted(standard.glob("*.yaml"))
-    if not crds:
-        raise SystemExit(f"localcluster build: no Gateway API CRDs in {standard}")
-    (tmp / "gateway-api-crds").mkdir()
-    for crd in crds:
-        shutil.copyfile(crd, tmp / "gateway-api-crds" / crd.name)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    _copy_crds(standard, tmp / "gateway-api-crds")
+    _finish(tmp, out)
     progress.step(f"done: Traefik {versions.TRAEFIK}, Gateway API {versions.GATEWAY_API} in {out}")
     return out

@@ -55,6 +55,17 @@ class Service:
         return meta
 
 
+def serving_walkthrough(k: Kubectl, image: str, local: LocalCluster, delay: int) -> Service:
+    """The walkthrough's RayService applied, Ready and routed, its cluster
+    remembered; ``delay`` is its ``rayClusterDeletionDelaySeconds``."""
+    doc = localized(image, rayClusterDeletionDelaySeconds=delay)
+    service = Service(k, image, doc, local)
+    service.apply(doc)
+    service.wait_ready()
+    service.remember_cluster()
+    return service
+
+
 def localized(image: str, **spec: Any) -> dict[str, Any]:
     doc = sample.localize(sample.load_sample(), image).doc
     doc["spec"].update(spec)

@@ -34,9 +34,9 @@ from .rayservice import (
     Timeline,
     assert_no_failures,
     finish,
-    localized,
     only_cluster,
     serving_cluster,
+    serving_walkthrough,
     watch_until,
     with_env,
 )
@@ -57,13 +57,8 @@ SETTINGS = ("RAYKUBE_TEST_CRASH_AT", "RAYKUBE_TEST_HOOKS")
 
 @pytest.fixture(scope="module")
 def svc(e2e_stack: Stack, e2e_namespace: str) -> Service:
-    image = e2e_stack.images.runtime.ref
-    doc = localized(image, rayClusterDeletionDelaySeconds=DELETION_DELAY)
-    service = Service(e2e_stack.kubectl(e2e_namespace), image, doc, e2e_stack.cluster)
-    service.apply(doc)
-    service.wait_ready()
-    service.remember_cluster()
-    return service
+    k, image = e2e_stack.kubectl(e2e_namespace), e2e_stack.images.runtime.ref
+    return serving_walkthrough(k, image, e2e_stack.cluster, DELETION_DELAY)
 
 
 def operator_pod(k: Kubectl) -> dict[str, Any] | None:

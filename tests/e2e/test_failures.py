@@ -45,8 +45,8 @@ from .rayservice import (
     assert_no_failures,
     assert_same_cluster,
     finish,
-    localized,
     pods,
+    serving_walkthrough,
 )
 
 pytestmark = pytest.mark.e2e
@@ -56,13 +56,8 @@ DELETION_DELAY = 20
 
 @pytest.fixture(scope="module")
 def svc(e2e_stack: Stack, e2e_namespace: str) -> Service:
-    image = e2e_stack.images.runtime.ref
-    doc = localized(image, rayClusterDeletionDelaySeconds=DELETION_DELAY)
-    service = Service(e2e_stack.kubectl(e2e_namespace), image, doc, e2e_stack.cluster)
-    service.apply(doc)
-    service.wait_ready()
-    service.remember_cluster()
-    return service
+    k, image = e2e_stack.kubectl(e2e_namespace), e2e_stack.images.runtime.ref
+    return serving_walkthrough(k, image, e2e_stack.cluster, DELETION_DELAY)
 
 
 def events(k: Kubectl, reason: str) -> list[str]:

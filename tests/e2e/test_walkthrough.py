@@ -264,6 +264,8 @@ def test_step_8_4_cluster_config_change_upgrades_with_zero_downtime(
         watch_until(walk, timeline, old_cluster_keeps_its_config)
     finally:
         report = finish(load, load_reports)
+        print("answers per 5 s (8: the old cluster, 10: the new one):")
+        print(load.split_text({"8": "old 8", "10": "new 10"}))
     assert_no_failures(report, at_least=UPGRADE_MIN_REQUESTS)
     assert old_answers and set(old_answers) == {"8"}, old_answers
     # The new price comes only from the new cluster, so only after the switch;
