@@ -124,7 +124,10 @@ def assert_converged(svc: Service, timeline: Timeline) -> None:
     kubectl calls) can see the switch seconds late (a first run saw it 16 s
     before the deletion)."""
     only = only_cluster(svc)["metadata"]["name"]
-    assert only == serving_cluster(svc.k) == timeline.pending != timeline.old
+    # The outside polls may miss the pending phase of a quick upgrade altogether
+    # (they start once the operator is disarmed): then pending stays "".
+    assert only == serving_cluster(svc.k) != timeline.old
+    assert timeline.pending in ("", only), timeline.text()
     assert [c["metadata"]["name"] for c in live(svc.k.items("rayclusters"))] == [only]
 
     def only_its_pods() -> bool:

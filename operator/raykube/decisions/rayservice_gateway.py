@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from raykube.builders.gateway import Backend, serve_port
 from raykube.decisions.rayservice import Observed, Plan, pending_after, serving_after
+from raykube.decisions.rayservice_incremental import candidates
 from raykube.decisions.rayservice_view import ClusterView
 
 
@@ -33,7 +34,20 @@ def route_backends(obs: Observed, plan: Plan, created: ClusterView | None = None
         # A new cluster that does not serve (its head lost) gets nothing, whatever
         # its share, as with the endpoint split.
         weight = shift.step.pending.traffic if shift.inputs.pending_serving else 0
-        return [_backend(active, 100 - weight), _backend(pending, weight)]
-    # No step planned this pass: the split as recorded (none yet: all on the active one).
-    traffic = pending.traffic or 0
-    return [_backend(active, 100 - traffic), _backend(pending, traffic)]
+    else:
+        # No step planned this pass: the split as recorded (none yet: all on the active one).
+        weight = pending.traffic or 0
+    # A backend whose Service has no ready serving pod answers 503 ("no
+    # available server") for its share: its share goes to the other one while
+    # that one has some (Serve's RUNNING comes before the pods' readiness and
+    # serve labels, by seconds on a loaded node).
+    if weight > 0 and not _endpoints(obs, pending) and _endpoints(obs, active):
+        weight = 0
+    elif 0 < weight < 100 and not _endpoints(obs, active) and _endpoints(obs, pending):
+        weight = 100
+    return [_backend(active, 100 - weight), _backend(pending, weight)]
+
+
+def _endpoints(obs: Observed, cluster: ClusterView) -> bool:
+    """Whether the cluster's serve Service has a ready endpoint (pods observed)."""
+    return bool(candidates(obs.pods.get(cluster.name, ()), {}))
