@@ -181,6 +181,14 @@ def _copy_crds(source: Path, dest: Path) -> None:
         shutil.copyfile(crd, dest / crd.name)
 
 
+def _partial(out: Path) -> Path:
+    """An empty directory beside ``out`` to build into (``_finish`` renames it)."""
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
 def _finish(tmp: Path, out: Path) -> None:
     """Renamed at the end, as for Kubernetes: an interrupted build is never
     taken for a whole one."""
@@ -220,9 +228,7 @@ def build_kuberay(progress: Progress | None = None) -> Path:
     if kuberay_binary().exists() and any(kuberay_crds().glob("*.yaml")):
         return out
     progress = progress or Progress("build-kuberay")
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _partial(out)
     pkg = f"{versions.KUBERAY_MODULE}@{versions.KUBERAY}"
     _go_install(tmp, pkg, KUBERAY_BINARY, progress)
     bases = _module_dir(versions.KUBERAY_MODULE, versions.KUBERAY) / "config" / "crd" / "bases"
@@ -315,9 +321,7 @@ def build_gateway(progress: Progress | None = None) -> Path:
     if traefik_binary().exists() and any(gateway_crds().glob("*.yaml")):
         return out
     progress = progress or Progress("build-gateway")
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _partial(out)
     _traefik(tmp, progress)
     standard = (
         _module_dir(versions.GATEWAY_API_MODULE, versions.GATEWAY_API)

@@ -153,6 +153,12 @@ class Shift:
     pending: ClusterView
     selection: Selection | None = None
 
+    @property
+    def routed(self) -> int:
+        """The pending cluster's share as routed (endpoints or Gateway weights):
+        none while it does not serve, whatever its recorded share."""
+        return self.step.pending.traffic if self.inputs.pending_serving else 0
+
 
 def roles_of(
     service: RayService, clusters: Sequence[ClusterView], traffic: str, goal_hash: str
@@ -548,8 +554,7 @@ def _incremental(obs: Observed, plan: Plan, inputs: StepInputs | None, step: Ste
     # With a Gateway the HTTPRoute's weights split traffic; the serve Service
     # stays on the active cluster, as in KubeRay.
     by_labels = gateway_class(obs.service) is None
-    # No endpoint of a cluster that does not serve is selected, whatever its share.
-    weight = step.pending.traffic if inputs.pending_serving else 0
+    weight = shift.routed
     if not plan.clusters.switch and weight > 0 and by_labels:
         plan.shared_serve = True
         shift = Shift(inputs, step, active, pending, _select(obs, plan, shift, weight))

@@ -31,9 +31,7 @@ def route_backends(obs: Observed, plan: Plan, created: ClusterView | None = None
     if pending is None:
         return [_backend(active, 100)]
     if shift is not None and shift.pending.name == pending.name:
-        # A new cluster that does not serve (its head lost) gets nothing, whatever
-        # its share, as with the endpoint split.
-        weight = shift.step.pending.traffic if shift.inputs.pending_serving else 0
+        weight = shift.routed  # as with the endpoint split
     else:
         # No step planned this pass: the split as recorded (none yet: all on the active one).
         weight = pending.traffic or 0
