@@ -141,6 +141,11 @@ def configure(net: NodeNet) -> None:
     _in_ns(net, "ip", "link", "add", "rksvc0", "type", "veth", "peer", "name", "rksvc1")
     _in_ns(net, "ip", "link", "set", "rksvc0", "up")
     _in_ns(net, "ip", "route", "add", net.service_cidr, "dev", "rksvc0")
+    # What reaches the dead end is refused there at once, before conntrack
+    # confirms it: an untranslated SYN that was merely dropped stayed in
+    # conntrack (SYN_SENT, 120 s) without NAT, and a later connection from the
+    # same client port matched it and failed too (docs/e2e.md).
+    _in_ns(net, "iptables", "-w", "-A", "FORWARD", "-o", "rksvc0", "-j", "REJECT")
     _in_ns(net, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
     _in_ns(net, "sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=1")
     for cidr in (net.pod_cidr, net.service_cidr):

@@ -38,7 +38,7 @@ from typing import Any
 
 import pytest
 
-from e2e import sample
+from e2e import sample, stack
 from e2e.kube import (
     Kubectl,
     answers,
@@ -52,6 +52,7 @@ from e2e.kube import (
     wait_routed,
 )
 from e2e.load import BackgroundLoad, LoadReport
+from localcluster.node import LocalCluster
 
 from .conftest import Stack
 from .rayservice import FRUIT, assert_no_failures, finish, with_env
@@ -105,6 +106,7 @@ def matrix_service(image: str, name: str, strategy: dict[str, Any]) -> dict[str,
 @dataclass
 class Matrix:
     k: Kubectl
+    local: LocalCluster
     name: str
     strategy: str
     base: dict[str, Any]
@@ -240,7 +242,11 @@ def matrix(
     name = f"rs-{strategy}"
     k = e2e_stack.kubectl(e2e_namespace)
     m = Matrix(
-        k, name, strategy, matrix_service(e2e_stack.images.runtime.ref, name, STRATEGIES[strategy])
+        k,
+        e2e_stack.cluster,
+        name,
+        strategy,
+        matrix_service(e2e_stack.images.runtime.ref, name, STRATEGIES[strategy]),
     )
     yield m
     # The next strategy's clusters get the node to themselves.
@@ -257,7 +263,7 @@ def test_1_version_a_serves(matrix: Matrix) -> None:
     m = matrix
     m.apply("A")
     eventually(lambda: is_ready(m.get()), 600, f"{m.name} Ready")
-    wait_routed(m.url, *FRUIT)
+    wait_routed(m.url, *FRUIT, programmed=stack.routes(m.local, m.url))
     watch = Watch(m)
     watch.until(settled(m, "A"), "A serving")
     assert m.served == set(watch.samples[-1].clusters)
