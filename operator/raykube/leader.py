@@ -9,10 +9,16 @@ controller added later. The price is a cold start on takeover (kopf lists
 and fills its indices, about a second for a few hundred objects), which is
 small next to the Lease duration itself.
 
-A leader that loses the Lease (it could not renew for ``renew_deadline``, or
-found another holder) stops kopf and the process exits with status 1, like
-controller-runtime's managers: the kubelet restarts it as a fresh candidate,
-with no state left from the time it was leading. A graceful stop (SIGTERM)
+A leader that cannot renew for ``renew_deadline`` (the API server stopped,
+the network cut) pauses: every write of the operator, to the API server or
+to a Ray head, waits (``adapters.writegate``), and renewal goes on. When it
+renews the same Lease (a PUT with the resourceVersion it last saw, so
+nobody took it meanwhile), writes resume: an outage of the API server costs
+no restart, no cold cache, no work done twice. A leader that finds another
+holder stops kopf and the process exits with status 1: the kubelet restarts
+it as a fresh candidate, with no state left from the time it was leading.
+(kopf's own few writes, finalizers and its annotations, do not pass the
+gate; they follow a handler's writes, which wait.) A graceful stop (SIGTERM)
 stops kopf, then releases the Lease at once, so a candidate takes over on its
 next look instead of waiting for the Lease to expire.
 
@@ -46,6 +52,7 @@ import kopf
 from aiohttp import web
 
 from raykube.adapters.kube import LEASES, ApiError, Kube, Resource
+from raykube.adapters.writegate import WRITES, WriteGate
 from raykube.metrics import LEADER_ELECTION_ACQUIRED, LEADER_ELECTION_LEADING
 from raykube.settings import Settings
 from raykube.timefmt import format_micro_time
@@ -193,8 +200,10 @@ class Elector:
         timing: Timing | None = None,
         clock: Clock = time.monotonic,
         wall: Callable[[], str] = _now,
+        gate: WriteGate = WRITES,
     ) -> None:
         self.kube, self.name, self.namespace, self.identity = kube, name, namespace, identity
+        self.gate = gate
         self.timing = timing or Timing()
         self._clock, self._wall = clock, wall
         self._seen: Seen | None = None
@@ -253,26 +262,46 @@ class Elector:
         return False
 
     async def hold(self) -> str:
-        """Renew until leadership ends; return why it ended."""
+        """Renew until another holder is found; return why leadership ended.
+
+        Not renewed for ``renew_deadline``, the leader pauses: ``gate`` closes
+        and every write waits, while renewal goes on every retry period. The
+        first renewal of the same Lease opens it again (nobody wrote the
+        Lease meanwhile, or the PUT would have been refused); finding another
+        holder ends leadership."""
         last_ok = self._clock()
         delay = self.timing.renew_period
-        while True:
-            await asyncio.sleep(delay)
-            left = self.timing.renew_deadline - (self._clock() - last_ok)
-            try:
-                held = await asyncio.wait_for(self.step(), timeout=max(left, 0.1))
-            except (ApiError, OSError, TimeoutError) as err:
-                log.warning("could not renew the leader Lease: %s", err)
-            else:
-                if not held:
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                left = self.timing.renew_deadline - (self._clock() - last_ok)
+                try:
+                    held = await asyncio.wait_for(
+                        self.step(), timeout=max(left, self.timing.retry_period)
+                    )
+                except (ApiError, OSError, TimeoutError) as err:
+                    log.warning("could not renew the leader Lease: %s", err)
+                else:
+                    if not held:
+                        self._set_leading(False)
+                        return "another replica holds the Lease"
+                    if self.gate.closed:
+                        paused = self._clock() - last_ok
+                        log.warning("renewed the leader Lease after %.0fs: writes resume", paused)
+                        self.gate.open()
+                    last_ok, delay = self._clock(), self.timing.renew_period
+                    continue
+                if self._clock() - last_ok >= self.timing.renew_deadline and not self.gate.closed:
                     self._set_leading(False)
-                    return "another replica holds the Lease"
-                last_ok, delay = self._clock(), self.timing.renew_period
-                continue
-            if self._clock() - last_ok >= self.timing.renew_deadline:
-                self._set_leading(False)
-                return f"could not renew for {self.timing.renew_deadline:g}s"
-            delay = self.timing.retry_period
+                    log.error(
+                        "could not renew the leader Lease for %gs: writes paused until it is "
+                        "renewed",
+                        self.timing.renew_deadline,
+                    )
+                    self.gate.close()
+                delay = self.timing.retry_period
+        finally:
+            self.gate.open()
 
     async def release(self) -> None:
         """Give the Lease up now (graceful shutdown); errors are logged, not raised."""
@@ -324,7 +353,8 @@ async def run_elected(cfg: Settings, operator: Operator) -> int:
     leadership was lost (the process must restart as a candidate).
     """
     timing = timing_of(cfg)
-    kube = await Kube.connect(cfg.field_manager)
+    # Its own writes (the Lease) never wait on the gate that it closes.
+    kube = await Kube.connect(cfg.field_manager, gated=False)
     elector = Elector(kube, cfg.lease_name, cfg.lease_namespace, identity_of(cfg), timing)
     log.info(
         "waiting for the leader Lease",

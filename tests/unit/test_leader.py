@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from raykube import leader, settings
 from raykube.adapters.kube import LEASES, ApiError, Resource
+from raykube.adapters.writegate import WriteGate
 from raykube.leader import Decision, Elector, Record, Seen, Timing, decide, lease_spec, observe
 from raykube.metrics import LEADER_ELECTION_LEADING
 
@@ -137,6 +139,7 @@ class FakeLeases:
         self.objects: dict[str, dict[str, Any]] = {}
         self.version = 0
         self.fail = False
+        self.reads = 0
 
     def _stored(self, body: dict[str, Any]) -> dict[str, Any]:
         self.version += 1
@@ -147,6 +150,7 @@ class FakeLeases:
 
     async def get(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
         assert res is LEASES
+        self.reads += 1
         if self.fail:
             raise OSError("apiserver unreachable")
         found = self.objects.get(name)
@@ -264,14 +268,51 @@ async def test_release_by_a_non_holder_writes_nothing() -> None:
     assert store.version == version and store.holder() == "a"
 
 
-async def test_hold_steps_down_when_it_cannot_renew() -> None:
-    store = FakeLeases()
+async def _until(done: Callable[[], bool]) -> None:
+    """Poll a condition of the elector's own making (its Lease reads, its gate)."""
+    for _ in range(500):
+        if done():
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError("condition not met within 5 s")
+
+
+async def test_hold_pauses_writes_while_it_cannot_renew_and_resumes_on_renewal() -> None:
+    store, gate = FakeLeases(), WriteGate()
     fast = Timing(duration=0.6, renew_period=0.05, renew_deadline=0.3, retry_period=0.05)
-    a = Elector(store, "lease", "ns", "a", fast)
+    a = Elector(store, "lease", "ns", "a", fast, gate=gate)
     assert await a.step()
     store.fail = True
-    reason = await asyncio.wait_for(a.hold(), timeout=5)
-    assert "could not renew" in reason and not a.leading
+    holding = asyncio.create_task(a.hold())
+    await _until(lambda: gate.closed)
+    assert not a.leading and not holding.done()
+    write = asyncio.create_task(gate.wait())
+    tries = store.reads
+    await _until(lambda: store.reads >= tries + 3)  # three more failed renewals
+    assert not write.done()  # a write waits while the leader is paused
+    store.fail = False  # the API server is back; nobody took the Lease
+    await _until(lambda: not gate.closed)
+    await asyncio.wait_for(write, timeout=5)
+    assert a.leading and store.holder() == "a" and not holding.done()
+    holding.cancel()
+
+
+async def test_paused_leader_that_finds_another_holder_ends() -> None:
+    store, gate = FakeLeases(), WriteGate()
+    fast = Timing(duration=0.6, renew_period=0.05, renew_deadline=0.3, retry_period=0.05)
+    a = Elector(store, "lease", "ns", "a", fast, gate=gate)
+    assert await a.step()
+    store.fail = True
+    holding = asyncio.create_task(a.hold())
+    await _until(lambda: gate.closed)
+    lease = store.objects["lease"]
+    lease["spec"]["holderIdentity"] = "b"
+    store.version += 1
+    lease["metadata"]["resourceVersion"] = str(store.version)
+    store.fail = False
+    reason = await asyncio.wait_for(holding, timeout=5)
+    assert reason == "another replica holds the Lease" and not a.leading
+    assert not gate.closed  # the process stops; nothing waits forever on the way out
 
 
 async def test_hold_steps_down_when_another_holds_the_lease() -> None:

@@ -43,6 +43,7 @@ import httpx
 
 from raykube import metrics
 from raykube.adapters.bodies import CHUNK, read_at_most
+from raykube.adapters.writegate import WRITES
 from raykube.ports import DASHBOARD_PORT, SERVE_PORT
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,8 @@ class DashboardClient:
             raise DashboardError(status, f"not JSON: {_text(data)}") from None
 
     async def put_applications(self, head: Head, config: dict[str, Any]) -> None:
+        # Outside the call's deadline: a paused leader's PUT waits, then runs whole.
+        await WRITES.wait()
         status, data = await self._send(
             "PUT", head, "dashboard", APPS_PATH, SMALL_BODY_LIMIT, body=config
         )

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from raykube.adapters.bodies import CHUNK, read_at_most
 from raykube.adapters.kubeauth import Transport, load
+from raykube.adapters.writegate import WRITES, WriteGate
 from raykube.metrics import KUBE_REQUESTS
 from raykube.timefmt import now_iso
 
@@ -138,13 +139,19 @@ def _encoded(body: Any) -> bytes | None:
 class Kube:
     """One authenticated API client per process, opened at start-up."""
 
-    def __init__(self, api: Transport, field_manager: str) -> None:
+    def __init__(self, api: Transport, field_manager: str, gate: WriteGate | None = WRITES) -> None:
         self._api = api
         self.field_manager = field_manager
+        #: Writes wait while it is closed (None: never, the elector's client).
+        self._gate = gate
 
     @classmethod
-    async def connect(cls, field_manager: str) -> Kube:
-        return cls(Transport(load()), field_manager)
+    async def connect(cls, field_manager: str, *, gated: bool = True) -> Kube:
+        return cls(Transport(load()), field_manager, WRITES if gated else None)
+
+    async def _may_write(self, method: str) -> None:
+        if method != "GET" and self._gate is not None:
+            await self._gate.wait()
 
     async def close(self) -> None:
         await self._api.close()
@@ -160,6 +167,7 @@ class Kube:
     ) -> JSON:
         if query:
             path = f"{path}?{urlencode(query)}"
+        await self._may_write(method)
         code = "error"
         try:
             raw = await self._api.request(
@@ -292,6 +300,7 @@ class Kube:
         params = {"Accept": "application/json", **(headers or {})}
         if body is not None:
             params["Content-Type"] = "application/json"
+        await self._may_write(method)
         try:
             raw = await self._api.request(
                 method, url, headers=params, body=_encoded(body), time_limit=request_timeout
