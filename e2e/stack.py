@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,3 +145,25 @@ def routes(cluster: LocalCluster, url: str) -> Callable[[], bool]:
     """``service_programmed`` for a ``http://<ClusterIP>:<port>`` URL."""
     host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
     return lambda: service_programmed(cluster, host, int(port))
+
+
+def _node_iptables(cluster: LocalCluster, *args: str) -> None:
+    subprocess.run(
+        ["nsenter", f"--net={cluster.node.net.path}", "iptables", "-w", *args],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+@contextlib.contextmanager
+def dropped(cluster: LocalCluster, *match: str) -> Iterator[None]:
+    """Packets that match ``match`` (iptables arguments) dropped on the node
+    while inside: first in its FORWARD chain, which pod-to-pod traffic on the
+    bridge passes as well as traffic from the host to pods."""
+    rule = ["FORWARD", *match, "-j", "DROP"]
+    _node_iptables(cluster, "-I", *rule)
+    try:
+        yield
+    finally:
+        _node_iptables(cluster, "-D", *rule)

@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import time
@@ -385,6 +386,32 @@ def up(
     if not quiet:
         progress.step(f"control plane ready; KUBECONFIG={cp.kubeconfig}")
     return cp
+
+
+# --- faults, for tests -------------------------------------------------------------------
+
+
+def pause_etcd(cp: ControlPlane) -> None:
+    """SIGSTOP etcd: the API server's requests hang, its connections stay open."""
+    os.kill(cp.pids["etcd"], signal.SIGSTOP)
+
+
+def resume_etcd(cp: ControlPlane) -> None:
+    os.kill(cp.pids["etcd"], signal.SIGCONT)
+
+
+def stop_apiserver(cp: ControlPlane) -> None:
+    """Stop the API server (SIGTERM, by PID); ``start_apiserver`` brings it back."""
+    processes.stop_pid(cp.pids["kube-apiserver"])
+
+
+def start_apiserver(cp: ControlPlane) -> None:
+    """Start the API server again on the same port, certificates and etcd, and
+    wait until it is ready (without the audit log: a restarted one is for
+    fault tests, not benchmarks)."""
+    admin = pki.KeyPair(cp.pki / "admin.crt", cp.pki / "admin.key")
+    _start_apiserver(cp, _tls_context(cp, admin))
+    cp.save()
 
 
 def down(state: Path | None = None) -> list[str]:

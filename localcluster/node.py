@@ -657,6 +657,13 @@ class LocalCluster:
         images.import_image(self.node.paths.containerd_socket, image)
 
 
+def cut_apiserver_connections(node: Node) -> None:
+    """Reset every connection through the node's apiserver relay at once (a
+    fault for tests: the watches of the kubelet, kube-proxy and every pod,
+    the operator's included, end; new connections go through as before)."""
+    os.kill(node.pids["apiserver-relay"], signal.SIGUSR1)
+
+
 def cluster_up(
     state: Path | None = None,
     *,

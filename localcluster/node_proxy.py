@@ -12,6 +12,11 @@ clients still verify the apiserver's own certificate.
 listens on 0.0.0.0:PORT in the node namespace (reached there as
 127.0.0.1:PORT by node daemons and as <node IP>:PORT behind the
 ``kubernetes`` Service by pods) and connects to 127.0.0.1:PORT on the host.
+
+SIGUSR1 cuts every connection open at that moment, both ways (a fault for
+tests: every watch of the node's daemons and pods ends at once, as when a
+load balancer in front of an API server drops them); new connections are
+relayed as before.
 """
 
 from __future__ import annotations
@@ -55,13 +60,29 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
+#: Both ends of every relayed connection, for SIGUSR1.
+_OPEN: set[asyncio.StreamWriter] = set()
+
+
 async def _relay(port: int, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
     try:
         up_r, up_w = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
         client_w.close()
         return
-    await asyncio.gather(_pipe(client_r, up_w), _pipe(up_r, client_w))
+    ends = (client_w, up_w)
+    _OPEN.update(ends)
+    try:
+        await asyncio.gather(_pipe(client_r, up_w), _pipe(up_r, client_w))
+    finally:
+        _OPEN.difference_update(ends)
+
+
+def _cut_all() -> None:
+    cut = list(_OPEN)
+    for writer in cut:
+        writer.transport.abort()  # a reset, not a graceful close
+    print(f"cut {len(cut) // 2} connection(s)", flush=True)
 
 
 async def serve(sock: socket.socket, port: int) -> None:
@@ -70,6 +91,7 @@ async def serve(sock: socket.socket, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, _cut_all)
     async with server:
         await stop.wait()
 

@@ -192,3 +192,30 @@ def test_failed_replacement_past_its_deadline_is_retried_after_back_off() -> Non
         )
     )
     assert blocked.clusters.state is UpgradeState.TIMED_OUT and not blocked.clusters.delete
+
+
+def test_a_dashboard_only_the_operator_cannot_reach_keeps_the_cluster() -> None:
+    """Head pod Ready, Serve proxy answering: only the operator's view is lost."""
+    rs = with_status(service(deploymentUnhealthySecondThreshold=30), active="rs-a")
+    a = cluster("rs-a", health=HealthRecord(unreachable_since=at(0)))
+    cut = ServeSnapshot(reachable=False, error="timed out", proxy_healthy=True)
+    heads = {"rs-a": head("rs-a", ready=True)}
+    plan = decide(observe(rs, [a], serve={"rs-a": cut}, heads=heads, now=at(3600)))
+    assert plan.verdict is not None and plan.verdict.kept and not plan.verdict.replaces
+    assert "only the operator's view is lost" in plan.verdict.message
+    assert plan.clusters.create is None and not plan.clusters.delete
+    assert plan.replacements is None
+    # The proxy stops answering as well: the head no longer serves, it is replaced.
+    silent = ServeSnapshot(reachable=False, error="timed out", proxy_healthy=False)
+    plan = decide(observe(rs, [a], serve={"rs-a": silent}, heads=heads, now=at(3600)))
+    assert plan.clusters.create is CreateReason.UNHEALTHY
+
+
+def test_an_unreachable_dashboard_is_reported_before_its_threshold() -> None:
+    rs = with_status(service(deploymentUnhealthySecondThreshold=30), active="rs-a")
+    a = cluster("rs-a", health=HealthRecord(unreachable_since=at(0)))
+    plan = decide(observe(rs, [a], serve={"rs-a": DOWN}, now=at(10)))
+    assert plan.verdict is not None and not plan.verdict.over
+    assert plan.verdict.reason == health.DASHBOARD_UNREACHABLE
+    assert "deploymentUnhealthySecondThreshold 30s" in plan.verdict.message
+    assert plan.clusters.create is None and plan.replacements is None

@@ -170,6 +170,9 @@ def test_unhealthy_verdict_is_a_condition() -> None:
         "False",
         "DashboardUnreachable",
     )
+    warning = Verdict("DashboardUnreachable", "not reached since ...", at(0), over=False)
+    status = compute_status(inputs(verdict=warning))
+    assert conds(status)["ServingClusterHealthy"] == ("True", "DashboardUnreachable")
 
 
 def test_unchanged_world_computes_an_identical_status() -> None:

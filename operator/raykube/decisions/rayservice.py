@@ -235,7 +235,15 @@ def assess(obs: Observed) -> Assessment:
     record = health.track(active, obs.head_ready(active), obs.snap(active), obs.now)
     spec = obs.service.spec
     verdict = health.verdict(record, spec, obs.now)
-    if verdict is None or spec.upgrade_strategy.type == RayServiceUpgradeType.NONE:
+    if verdict is None:
+        return Assessment(record, health.warning(record, spec))
+    if (
+        verdict.reason == health.DASHBOARD_UNREACHABLE
+        and obs.head_ready(active)
+        and obs.snap(active).proxy_healthy
+    ):
+        return Assessment(record, health.kept(verdict))
+    if spec.upgrade_strategy.type == RayServiceUpgradeType.NONE:
         return Assessment(record, verdict)
     timeout = spec.upgrade_strategy.timeout_seconds
     allowed = health.may_replace(obs.replacements, verdict.reason, timeout, obs.now)
@@ -322,7 +330,7 @@ def _why_pending(plan: Plan, active: ClusterView, pending: ClusterView) -> str:
     verdict = plan.verdict
     return (
         f"{active.name} is unhealthy: {verdict.message}"
-        if verdict
+        if verdict and verdict.over
         else "replacing an unhealthy cluster"
     )
 
@@ -618,7 +626,7 @@ def decide(obs: Observed) -> Plan:
     acted_on_health = plan.clusters.create == CreateReason.UNHEALTHY or (
         judged.replace and not drifted and plan.deleted(active)
     )
-    if acted_on_health and judged.verdict is not None:
+    if acted_on_health and judged.verdict is not None and judged.verdict.replaces:
         plan.replacements = health.after_attempt(obs.replacements, judged.verdict.reason, obs.now)
     return plan
 

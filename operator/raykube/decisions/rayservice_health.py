@@ -56,11 +56,20 @@ _EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzin
 
 @dataclass(frozen=True)
 class Verdict:
-    """Why the serving cluster is declared unhealthy."""
+    """Why the serving cluster is declared unhealthy (or, ``over`` False, a
+    clock that runs but has not passed its threshold yet)."""
 
     reason: str
     message: str
     since: datetime
+    over: bool = True
+    #: Past its threshold, but only the operator's view of the cluster is lost
+    #: (its head pod is Ready and its Serve proxy answers): it is not replaced.
+    kept: bool = False
+
+    @property
+    def replaces(self) -> bool:
+        return self.over and not self.kept
 
 
 def failing_apps(snap: ServeSnapshot) -> list[str]:
@@ -128,6 +137,31 @@ def verdict(record: HealthRecord, spec: RayServiceSpec, now: datetime) -> Verdic
             record.failing_since,
         )
     return None
+
+
+def warning(record: HealthRecord, spec: RayServiceSpec) -> Verdict | None:
+    """The dashboard unreachable, its threshold not passed yet: said at once."""
+    since = record.unreachable_since
+    if since is None:
+        return None
+    dash = spec.deployment_unhealthy_second_threshold
+    limit = f"deploymentUnhealthySecondThreshold {dash}s" if dash > 0 else "no threshold"
+    return Verdict(
+        DASHBOARD_UNREACHABLE,
+        f"the dashboard could not be reached since {format_time(since)} ({limit})",
+        since,
+        over=False,
+    )
+
+
+def kept(verdict: Verdict) -> Verdict:
+    """An unreachable dashboard of a head that is Ready and serves: reported,
+    never a reason to replace a cluster that answers its clients."""
+    note = (
+        "; its head pod is Ready and its Serve proxy answers, so only the operator's view "
+        "is lost: the cluster is kept"
+    )
+    return replace(verdict, message=verdict.message + note, kept=True)
 
 
 def seconds_to_threshold(record: HealthRecord, spec: RayServiceSpec, now: datetime) -> float | None:

@@ -345,8 +345,10 @@ def _health_condition(inp: StatusInputs) -> Cond | None:
     cluster = inp.active.cluster
     if cluster is None:
         return None
-    if inp.verdict is not None:
-        return Cond(SERVING_CLUSTER_HEALTHY, False, inp.verdict.reason, inp.verdict.message)
+    verdict = inp.verdict
+    if verdict is not None:
+        # Before its threshold the clock is a warning: still healthy, and why not quite.
+        return Cond(SERVING_CLUSTER_HEALTHY, not verdict.over, verdict.reason, verdict.message)
     return Cond(SERVING_CLUSTER_HEALTHY, True, "Healthy", f"{cluster.name} is within thresholds")
 
 

@@ -305,14 +305,20 @@ async def _poll(p: Pass, cluster: ClusterView, head_ready: bool) -> ServeSnapsho
         return cached[1]
     head = head_address(p, cluster, await token(p, cluster))
     dashboard = p.sc.dashboard
-    try:
-        details, proxy = await asyncio.gather(
-            dashboard.get_applications(head), dashboard.proxy_healthy(head)
-        )
-        snap = snapshot(details, proxy)
-    except DashboardError as err:
-        snap = ServeSnapshot(reachable=False, error=str(err))
+    # The proxy's answer counts even when the dashboard's does not come: a
+    # head that serves but whose dashboard the operator cannot reach is not
+    # replaced for it (``decisions.rayservice.assess``).
+    details, proxy = await asyncio.gather(
+        dashboard.get_applications(head), dashboard.proxy_healthy(head), return_exceptions=True
+    )
+    healthy = proxy is True
+    if isinstance(details, BaseException):
+        if not isinstance(details, DashboardError):
+            raise details
+        snap = ServeSnapshot(reachable=False, error=str(details), proxy_healthy=healthy)
         p.record.tokens.pop(cluster.name, None)  # a Secret labelled since, or replaced
+    else:
+        snap = snapshot(details, healthy)
     p.record.polls[cluster.name] = (time.monotonic(), snap)
     return snap
 
