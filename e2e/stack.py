@@ -76,10 +76,24 @@ def install_operator(
     cluster: LocalCluster, image: images.Image, namespace: str = OPERATOR_NAMESPACE
 ) -> float:
     """``helm install --wait`` of the chart with the local image; seconds taken."""
+    return _release(cluster, ["install", "--create-namespace"], CHART, image, namespace)
+
+
+def upgrade_operator(
+    cluster: LocalCluster, chart: Path, image: images.Image, namespace: str = OPERATOR_NAMESPACE
+) -> float:
+    """``helm upgrade --wait`` to ``chart`` and ``image``, with the values that
+    ``install_operator`` sets (none kept from before); seconds taken."""
+    return _release(cluster, ["upgrade", "--reset-values"], chart, image, namespace)
+
+
+def _release(
+    cluster: LocalCluster, verb: list[str], chart: Path, image: images.Image, namespace: str
+) -> float:
     repository, tag = image.ref.rsplit(":", 1)
     started = time.monotonic()
     helm(
-        cluster, "install", RELEASE, str(CHART), "-n", namespace, "--create-namespace",
+        cluster, verb[0], RELEASE, str(chart), "-n", namespace, *verb[1:],
         "--wait", "--timeout=400s", f"--set=image.repository={repository}",
         f"--set=image.tag={tag}", "--set=image.pullPolicy=Never", "--set=logFormat=text",
     )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,3 +163,50 @@ def watch_until(
             return timeline
         time.sleep(1)
     raise AssertionError(f"upgrade did not get there in {timeout:.0f}s: {timeline.text()}")
+
+
+# --- what the operator did, seen from outside ---------------------------------------------
+
+
+def acknowledged(svc: Service, delay: int) -> float:
+    """Seconds until the operator records the generation of an edit made now."""
+    started = time.monotonic()
+    patch = {"spec": {"rayClusterDeletionDelaySeconds": delay}}
+    svc.k.run("patch", "rayservice", NAME, "--type=merge", "-p", json.dumps(patch))
+    generation = svc.get()["metadata"]["generation"]
+
+    def seen() -> bool:
+        status = svc.get().get("status") or {}
+        return int(status.get("observedGeneration") or 0) >= int(generation)
+
+    eventually(seen, 120, f"the operator to record generation {generation}", every=0.5)
+    return time.monotonic() - started
+
+
+def cluster_events(k: Kubectl, cluster: str, reason: str) -> list[str]:
+    return [
+        str(e.get("message", ""))
+        for e in k.items("events")
+        if e.get("reason") == reason and e.get("involvedObject", {}).get("name") == cluster
+    ]
+
+
+def submissions(k: Kubectl, cluster: str) -> list[str]:
+    return [
+        str(e.get("message", ""))
+        for e in k.items("events")
+        if e.get("reason") == "SubmittedServeConfig" and f"/{cluster} " in str(e.get("message"))
+    ]
+
+
+def created_clusters(k: Kubectl) -> list[str]:
+    return [
+        str(e.get("message", ""))
+        for e in k.items("events")
+        if e.get("reason") == "CreatedRayCluster"
+    ]
+
+
+def restarts(pod: dict[str, Any]) -> int:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
+    return int(statuses[0].get("restartCount", 0))

@@ -46,6 +46,7 @@ from .rayservice import (
     assert_same_cluster,
     finish,
     pods,
+    restarts,
     serving_walkthrough,
 )
 
@@ -111,10 +112,6 @@ def test_a_failing_serve_config_keeps_the_old_one_serving_and_is_reported(
         180, "the applications RUNNING again",
     )  # fmt: skip
     assert answers(svc.url, *FRUIT, 6)
-
-
-def restarts(pod: dict[str, Any]) -> int:
-    return int(pod["status"]["containerStatuses"][0]["restartCount"])
 
 
 # --- the head pod deleted ---------------------------------------------------------------

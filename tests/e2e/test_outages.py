@@ -44,7 +44,7 @@ import httpx
 import pytest
 
 from e2e import stack
-from e2e.kube import Kubectl, condition, eventually, is_ready, live
+from e2e.kube import condition, eventually, is_ready, live
 from e2e.load import LoadReport
 from localcluster import controlplane, node
 from raykube.ports import DASHBOARD_PORT, METRICS_PORT, SERVE_PORT
@@ -54,11 +54,16 @@ from .rayservice import (
     NAME,
     Service,
     Timeline,
+    acknowledged,
     assert_no_failures,
     assert_same_cluster,
+    cluster_events,
+    created_clusters,
     finish,
     pods,
+    restarts,
     serving_walkthrough,
+    submissions,
     watch_until,
     with_env,
 )
@@ -79,37 +84,6 @@ def svc(e2e_stack: Stack, e2e_namespace: str) -> Service:
     return serving_walkthrough(k, image, e2e_stack.cluster, DELETION_DELAY)
 
 
-def acknowledged(svc: Service, delay: int) -> float:
-    """Seconds until the operator records the generation of an edit made now."""
-    started = time.monotonic()
-    patch = {"spec": {"rayClusterDeletionDelaySeconds": delay}}
-    svc.k.run("patch", "rayservice", NAME, "--type=merge", "-p", json.dumps(patch))
-    generation = svc.get()["metadata"]["generation"]
-
-    def seen() -> bool:
-        status = svc.get().get("status") or {}
-        return int(status.get("observedGeneration") or 0) >= int(generation)
-
-    eventually(seen, 120, f"the operator to record generation {generation}", every=0.5)
-    return time.monotonic() - started
-
-
-def cluster_events(k: Kubectl, cluster: str, reason: str) -> list[str]:
-    return [
-        str(e.get("message", ""))
-        for e in k.items("events")
-        if e.get("reason") == reason and e.get("involvedObject", {}).get("name") == cluster
-    ]
-
-
-def submissions(k: Kubectl, cluster: str) -> list[str]:
-    return [
-        str(e.get("message", ""))
-        for e in k.items("events")
-        if e.get("reason") == "SubmittedServeConfig" and f"/{cluster} " in str(e.get("message"))
-    ]
-
-
 @contextlib.contextmanager
 def leader_election(e2e_stack: Stack) -> Iterator[None]:
     """The release with leader election on (one replica elects itself), as an
@@ -127,11 +101,6 @@ def leader_election(e2e_stack: Stack) -> Iterator[None]:
         yield
     finally:
         upgrade("auto")
-
-
-def restarts(pod: dict[str, Any]) -> int:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
-    return int(statuses[0].get("restartCount", 0))
 
 
 @pytest.mark.timeout(1500)
@@ -231,10 +200,9 @@ SERVE = "ray.io/serve"
 DASHBOARD_THRESHOLD_S = 20
 #: Failed looks at the cut dashboard, past its threshold, with nothing deleted.
 LOOKS_PAST_THRESHOLD = 3
-METRIC = (
-    "raykube_dashboard_request_duration_seconds_count"
-    '{endpoint="GET /api/serve/applications/",code="0"}'
-)
+METRIC = "raykube_dashboard_request_duration_seconds_count{"
+#: The metric's labels, in whatever order they are written.
+UNANSWERED_READS = ('code="0"', 'endpoint="GET /api/serve/applications/"')
 
 
 @pytest.fixture
@@ -261,17 +229,9 @@ def failed_looks(pod: dict[str, Any]) -> float:
     url = f"http://{pod['status']['podIP']}:{METRICS_PORT}/metrics"
     text = httpx.get(url, timeout=10).text
     for line in text.splitlines():
-        if line.startswith(METRIC):
+        if line.startswith(METRIC) and all(label in line for label in UNANSWERED_READS):
             return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
-def created_clusters(k: Kubectl) -> list[str]:
-    return [
-        str(e.get("message", ""))
-        for e in k.items("events")
-        if e.get("reason") == "CreatedRayCluster"
-    ]
+    raise AssertionError(f"no unanswered dashboard reads in the operator's metrics ({url})")
 
 
 @pytest.mark.timeout(1500)
