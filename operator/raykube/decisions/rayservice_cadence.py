@@ -1,6 +1,7 @@
 """When a RayService is looked at again (pure): every 2 s while anything
-changes, as KubeRay does, and backing off to a minute while it is steady,
-but never later than the next deadline the plan or the clusters carry."""
+changes, as KubeRay does, and backing off to a minute while it is steady (to
+a quarter of its shortest unhealthy threshold, when that is shorter), but
+never later than the next deadline the plan or the clusters carry."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ BUSY_SECONDS = 2.0
 #: When nothing changes, look again after 5 s, 10 s, ... up to this.
 STEADY_FIRST_SECONDS = 5.0
 STEADY_MAX_SECONDS = 60.0
+#: Steady looks per unhealthy threshold, at least (see ``_threshold_bound``).
+THRESHOLD_LOOKS = 4
 #: Never sooner than this, whatever a deadline says.
 MIN_SECONDS = 0.5
 
@@ -73,6 +76,25 @@ def _busy(obs: Observed, plan: Plan, status: Mapping[str, Any]) -> bool:
     )
 
 
+def _threshold_bound(obs: Observed) -> float:
+    """A steady service is looked at often enough for its unhealthy thresholds:
+    a dashboard that stops answering is seen (one unanswered read takes ~10 s)
+    and said in the status well before ``deploymentUnhealthySecondThreshold``
+    passes, not up to a minute after."""
+    spec = obs.service.spec
+    thresholds = [
+        t
+        for t in (
+            spec.deployment_unhealthy_second_threshold,
+            spec.service_unhealthy_second_threshold,
+        )
+        if t > 0
+    ]
+    return (
+        max(BUSY_SECONDS, min(thresholds) / THRESHOLD_LOOKS) if thresholds else STEADY_MAX_SECONDS
+    )
+
+
 def next_look(obs: Observed, plan: Plan, status: Mapping[str, Any], steady: int) -> Cadence:
     """``steady`` is the count of steady passes before this one."""
     if _busy(obs, plan, status):
@@ -80,5 +102,6 @@ def next_look(obs: Observed, plan: Plan, status: Mapping[str, Any], steady: int)
     else:
         count = steady + 1
         delay = min(STEADY_MAX_SECONDS, STEADY_FIRST_SECONDS * 2 ** min(count - 1, 16))
+        delay = min(delay, _threshold_bound(obs))
     soonest = [d for d in deadlines(obs, plan) if d > 0]
     return Cadence(max(MIN_SECONDS, min([delay, *soonest])), count)
