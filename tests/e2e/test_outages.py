@@ -197,7 +197,7 @@ def _outages(
 # --- network faults ----------------------------------------------------------------------
 
 SERVE = "ray.io/serve"
-DASHBOARD_THRESHOLD_S = 20
+DASHBOARD_THRESHOLD_S = 40
 #: Failed looks at the cut dashboard, past its threshold, with nothing deleted.
 LOOKS_PAST_THRESHOLD = 3
 METRIC = "raykube_dashboard_request_duration_seconds_count{"
