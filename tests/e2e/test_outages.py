@@ -37,7 +37,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -84,6 +84,29 @@ def svc(e2e_stack: Stack, e2e_namespace: str) -> Service:
     return serving_walkthrough(k, image, e2e_stack.cluster, DELETION_DELAY)
 
 
+Fault = tuple[str, Callable[[], None], Callable[[], None], float]
+
+
+def faults(e2e_stack: Stack) -> list[Fault]:
+    """What each fault is called, how it begins and ends, how long it lasts."""
+    cp, relay = e2e_stack.cluster.cp, e2e_stack.cluster.node
+    return [
+        ("watch connections cut", lambda: node.cut_apiserver_connections(relay), lambda: None, 0),
+        (
+            f"etcd paused {ETCD_PAUSE_S} s",
+            lambda: controlplane.pause_etcd(cp),
+            lambda: controlplane.resume_etcd(cp),
+            ETCD_PAUSE_S,
+        ),
+        (
+            f"kube-apiserver stopped {APISERVER_DOWN_S} s",
+            lambda: controlplane.stop_apiserver(cp),
+            lambda: controlplane.start_apiserver(cp),
+            APISERVER_DOWN_S,
+        ),
+    ]
+
+
 @contextlib.contextmanager
 def leader_election(e2e_stack: Stack) -> Iterator[None]:
     """The release with leader election on (one replica elects itself), as an
@@ -120,7 +143,6 @@ def _outages(
     figures: dict[str, str],
     before: dict[str, Any],
 ) -> None:
-    cp = e2e_stack.cluster.cp
     ops = e2e_stack.kubectl(stack.OPERATOR_NAMESPACE)
     load = svc.load("control plane outages mid-upgrade", accept=(6,))
     timeline = Timeline(old=svc.cluster["name"])
@@ -132,31 +154,15 @@ def _outages(
         timeline.started = time.monotonic()
         watch_until(svc, timeline, lambda t: bool(t.pending))
 
-        what = "watch connections cut"
-        node.cut_apiserver_connections(e2e_stack.cluster.node)
-        acks[what] = acknowledged(svc, DELETION_DELAY + 1)
-        timeline.watch(svc.k)
-        pending_at_fault[what] = timeline.text()
-
-        what = f"etcd paused {ETCD_PAUSE_S} s"
-        timeline.watch(svc.k)
-        pending_at_fault[what] = timeline.text()
-        controlplane.pause_etcd(cp)
-        try:
-            time.sleep(ETCD_PAUSE_S)
-        finally:
-            controlplane.resume_etcd(cp)
-        acks[what] = acknowledged(svc, DELETION_DELAY + 2)
-
-        what = f"kube-apiserver stopped {APISERVER_DOWN_S} s"
-        timeline.watch(svc.k)
-        pending_at_fault[what] = timeline.text()
-        controlplane.stop_apiserver(cp)
-        try:
-            time.sleep(APISERVER_DOWN_S)
-        finally:
-            controlplane.start_apiserver(cp)
-        acks[what] = acknowledged(svc, DELETION_DELAY + 3)
+        for n, (what, begin, end, seconds) in enumerate(faults(e2e_stack), start=1):
+            timeline.watch(svc.k)
+            pending_at_fault[what] = timeline.text()
+            begin()
+            try:
+                time.sleep(seconds)
+            finally:
+                end()
+            acks[what] = acknowledged(svc, DELETION_DELAY + n)
 
         watch_until(svc, timeline, lambda t: t.done)
     finally:
