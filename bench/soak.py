@@ -83,7 +83,7 @@ def _upgrade(doc: dict[str, Any], round_: int) -> tuple[str, dict[str, Any]]:
 CHANGES: tuple[Change, ...] = (_price, _scale, _upgrade)
 
 
-@dataclass
+@dataclass(eq=False)  # a Thread must stay hashable
 class RssSampler(threading.Thread):
     """The operator container's RSS (MiB), every ``RSS_EVERY_S`` seconds."""
 
