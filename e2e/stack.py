@@ -142,12 +142,7 @@ def service_programmed(cluster: LocalCluster, cluster_ip: str, port: int) -> boo
     any later connection that happens to reuse the same client port, which
     fails after ~3 s with "No route to host" (seen as one failure in several
     thousand requests, up to two minutes after a Service was created)."""
-    proc = subprocess.run(
-        ["nsenter", f"--net={cluster.node.net.path}", "iptables-save", "-t", "nat"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = _in_node(cluster, "iptables-save", "-t", "nat")
     wanted = f"-d {cluster_ip}/32 -p tcp"
     return any(
         wanted in line and f"--dport {port} -j KUBE-SVC-" in line
@@ -161,12 +156,16 @@ def routes(cluster: LocalCluster, url: str) -> Callable[[], bool]:
     return lambda: service_programmed(cluster, host, int(port))
 
 
-def _node_iptables(cluster: LocalCluster, *args: str) -> None:
-    subprocess.run(
-        ["nsenter", f"--net={cluster.node.net.path}", "iptables", "-w", *args],
-        check=True,
+def _in_node(
+    cluster: LocalCluster, *argv: str, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in the node's network namespace (its iptables, its conntrack)."""
+    return subprocess.run(
+        ["nsenter", f"--net={cluster.node.net.path}", *argv],
         capture_output=True,
+        text=True,
         timeout=30,
+        check=check,
     )
 
 
@@ -176,8 +175,8 @@ def dropped(cluster: LocalCluster, *match: str) -> Iterator[None]:
     while inside: first in its FORWARD chain, which pod-to-pod traffic on the
     bridge passes as well as traffic from the host to pods."""
     rule = ["FORWARD", *match, "-j", "DROP"]
-    _node_iptables(cluster, "-I", *rule)
+    _in_node(cluster, "iptables", "-w", "-I", *rule, check=True)
     try:
         yield
     finally:
-        _node_iptables(cluster, "-D", *rule)
+        _in_node(cluster, "iptables", "-w", "-D", *rule, check=True)

@@ -297,6 +297,14 @@ async def _read_token(p: Pass, cluster: ClusterView) -> str:
         return ""
 
 
+async def _applications(dashboard: DashboardClient, head: Head) -> Any:
+    """The applications' answer, or the DashboardError that came instead."""
+    try:
+        return await dashboard.get_applications(head)
+    except DashboardError as err:
+        return err
+
+
 async def _poll(p: Pass, cluster: ClusterView, head_ready: bool) -> ServeSnapshot:
     if not head_ready:
         return ServeSnapshot(reachable=False, error="head pod not ready")
@@ -308,13 +316,10 @@ async def _poll(p: Pass, cluster: ClusterView, head_ready: bool) -> ServeSnapsho
     # The proxy's answer counts even when the dashboard's does not come: a
     # head that serves but whose dashboard the operator cannot reach is not
     # replaced for it (``decisions.rayservice.assess``).
-    details, proxy = await asyncio.gather(
-        dashboard.get_applications(head), dashboard.proxy_healthy(head), return_exceptions=True
+    details, healthy = await asyncio.gather(
+        _applications(dashboard, head), dashboard.proxy_healthy(head)
     )
-    healthy = proxy is True
-    if isinstance(details, BaseException):
-        if not isinstance(details, DashboardError):
-            raise details
+    if isinstance(details, DashboardError):
         snap = ServeSnapshot(reachable=False, error=str(details), proxy_healthy=healthy)
         p.record.tokens.pop(cluster.name, None)  # a Secret labelled since, or replaced
     else:
