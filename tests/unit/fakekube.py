@@ -333,6 +333,7 @@ class FakeKube:
         reason: str,
         message: str,
         component: str,
+        at: str | None = None,
     ) -> None:
         meta = involved["metadata"]
         self._count("event", EVENTS, meta.get("namespace"), meta["name"])

@@ -26,7 +26,7 @@ from raykube.adapters.kube import PODS, RAYCLUSTERS, RAYSERVICES
 from raykube.builders import labels
 from raykube.handlers import rayservice as rayservice_handler
 from raykube.handlers import rayservice_observe
-from raykube.timefmt import format_time
+from raykube.timefmt import format_time, parse_time
 from tests.unit.harness import NS, Harness
 
 NAME = "rs"
@@ -95,9 +95,12 @@ def manifest(image: str = "ray:1") -> dict[str, Any]:
 @dataclass
 class Clock:
     now: datetime = field(default_factory=lambda: datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC))
+    drift: float = 0  # seconds each reading moves the clock on: a slow pass
 
     def __call__(self) -> datetime:
-        return self.now
+        at = self.now
+        self.tick(self.drift)
+        return at
 
     def tick(self, seconds: float = 1) -> None:
         self.now += timedelta(seconds=seconds)
@@ -503,3 +506,30 @@ async def test_a_pass_on_a_stale_cache_after_the_promotion_does_not_promote_agai
     assert got.count("SwitchedTraffic") == switched + 1, got
     assert got.count("ScheduledRayClusterDeletion") == 1, got
     assert notes(h, old).get(labels.DELETE_AFTER) == deletion
+
+
+async def test_the_deletion_delay_counts_from_the_switch_not_from_the_start_of_the_pass(
+    harness: Harness, clock: Clock
+) -> None:
+    """A pass whose look at the heads took seconds (a silent dashboard) still
+    keeps the old cluster the whole delay after the switch it wrote: CI once saw
+    a 20 s delay end 18 s after the SwitchedTraffic event."""
+    h = harness
+    old = await first_cluster(h, clock)
+    await upgrade_started(h, clock, old)
+    switched = (await reasons(h)).count("SwitchedTraffic")
+    slow = 7
+    for _ in range(400):
+        clock.tick(1)
+        await settle_pods(h)
+        started = clock.now
+        clock.drift = slow  # every later reading in this pass is 7 s on
+        await h.service_pass(NAME)
+        clock.drift = 0
+        if (await reasons(h)).count("SwitchedTraffic") > switched:
+            break
+    else:
+        raise AssertionError("never promoted")
+    deletion = parse_time(notes(h, old)[labels.DELETE_AFTER])
+    assert deletion is not None
+    assert deletion >= started + timedelta(seconds=DELAY + slow)

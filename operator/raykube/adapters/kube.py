@@ -319,10 +319,12 @@ class Kube:
         reason: str,
         message: str,
         component: str,
+        at: str | None = None,
     ) -> None:
-        """Record a core/v1 Event about ``involved``; failures are logged, never raised."""
+        """Record a core/v1 Event about ``involved`` (dated ``at``, else now);
+        failures are logged, never raised."""
         meta = involved["metadata"]
-        now = now_iso()
+        now = at or now_iso()
         body = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -439,7 +439,13 @@ async def _delete_services(p: Pass) -> None:
 
 async def ensure_deletion_times(p: Pass, plan: Plan) -> None:
     state = plan.clusters.state
-    for cluster, when in plan.clusters.schedule:
+    # The plan counts from the start of the pass, but the delay is promised from
+    # the switch just written: an observation that waited on a silent dashboard or
+    # proxy took seconds of it (CI saw an old cluster deleted 18 s after a 20 s
+    # delay's switch).
+    late = max(timedelta(0), now_utc() - p.now)
+    for cluster, planned in plan.clusters.schedule:
+        when = planned + late
         await _annotate(p, RAYCLUSTERS, cluster.name, {labels.DELETE_AFTER: format_time(when)})
         if state == UpgradeState.INITIALIZING_TIMED_OUT:
             why = f"did not serve within {labels.INITIALIZING_TIMEOUT}"

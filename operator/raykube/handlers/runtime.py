@@ -20,6 +20,7 @@ from raykube.handlers.crashpoints import CrashPoints
 from raykube.handlers.workqueue import Key
 from raykube.settings import Settings
 from raykube.text import safe
+from raykube.timefmt import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class Runtime:
     _judging: dict[str, asyncio.Future[tuple[str, str] | None]] = field(default_factory=dict)
     #: Set once kopf has filled the indices (the first handler call).
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
-    _events: asyncio.Queue[tuple[Mapping[str, Any], str, str, str]] | None = None
+    _events: asyncio.Queue[tuple[Mapping[str, Any], str, str, str, str]] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     #: The crash point a test armed (``--test-crash-at``); None in production.
     crashes: CrashPoints | None = None
@@ -159,16 +160,18 @@ class Runtime:
             self._events = asyncio.Queue(maxsize=10_000)
             self.tasks += [asyncio.create_task(self._post_events()) for _ in range(EVENT_POSTERS)]
         try:
-            self._events.put_nowait((obj, event_type, reason, message))
+            # Stamped now: a queued post must not date the action late.
+            self._events.put_nowait((obj, event_type, reason, message, now_iso()))
         except asyncio.QueueFull:
             log.warning("event queue full; dropped %s on %s", reason, obj["metadata"]["name"])
 
     async def _post_events(self) -> None:
         assert self._events is not None
         while True:
-            obj, event_type, reason, message = await self._events.get()
+            obj, event_type, reason, message, at = await self._events.get()
             try:
-                await self.kube.event(obj, event_type, reason, message, self.settings.operator_name)
+                component = self.settings.operator_name
+                await self.kube.event(obj, event_type, reason, message, component, at=at)
             except asyncio.CancelledError:
                 raise
             except Exception:
