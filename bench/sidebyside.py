@@ -114,16 +114,54 @@ class Observed:
     pods: dict[str, set[str]] = field(default_factory=dict)
     ready_at: dict[str, float] = field(default_factory=dict)
     seen_at: dict[str, float] = field(default_factory=dict)
+    #: Where create -> ready goes: the first pod of a cluster seen, and every
+    #: pod of its first size Ready (the nodes' share, not the operator's).
+    first_pod_at: dict[str, float] = field(default_factory=dict)
+    pods_ready_at: dict[str, float] = field(default_factory=dict)
+    ready_pods: dict[str, set[str]] = field(default_factory=dict)
 
     def on_pod(self, event: str, pod: dict[str, Any]) -> None:
         name = pod["metadata"]["name"]
         cluster = pod["metadata"].get("labels", {}).get("ray.io/cluster", "")
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        now = time.monotonic()
         with self.lock:
             members = self.pods.setdefault(cluster, set())
+            ready_ones = self.ready_pods.setdefault(cluster, set())
             if event == "DELETED":
                 members.discard(name)
-            else:
-                members.add(name)
+                ready_ones.discard(name)
+                return
+            members.add(name)
+            self.first_pod_at.setdefault(cluster, now)
+            if ready:
+                ready_ones.add(name)
+            if len(ready_ones) == 1 + WORKERS:
+                self.pods_ready_at.setdefault(cluster, now)
+
+    def split(self) -> dict[str, float]:
+        """p50 of each leg of create -> ready: seen -> first pod (the
+        operator's first pass), first pod -> all pods Ready (pod creation and
+        the nodes), all pods Ready -> ``ready`` (the operator's last pass)."""
+        with self.lock:
+            legs: dict[str, list[float]] = {
+                "seen_to_first_pod": [],
+                "first_pod_to_pods_ready": [],
+                "pods_ready_to_ready": [],
+            }
+            for c, seen in self.seen_at.items():
+                first, pods, ready = (
+                    self.first_pod_at.get(c),
+                    self.pods_ready_at.get(c),
+                    self.ready_at.get(c),
+                )
+                if first is None or pods is None or ready is None:
+                    continue
+                legs["seen_to_first_pod"].append(first - seen)
+                legs["first_pod_to_pods_ready"].append(pods - first)
+                legs["pods_ready_to_ready"].append(ready - pods)
+        return {k: round(statistics.median(v), 2) for k, v in legs.items() if v}
 
     def on_cluster(self, event: str, cluster: dict[str, Any]) -> None:
         name = cluster["metadata"]["name"]
@@ -411,6 +449,7 @@ def run(config: str, n: int, idle_seconds: float, profile: Path | None = None) -
             "all_ready_seconds": round(creating.seconds, 2),
             "create_to_ready_p50_seconds": round(statistics.median(latencies), 2),
             "create_to_ready_p99_seconds": round(percentile(sorted(latencies), 99), 2),
+            "create_to_ready_p50_legs_seconds": seen.split(),
             "api_requests_per_cluster_created": round(sum(creating.requests.values()) / n, 2),
             "create": creating.as_json(),
             "scale": scaling.as_json(),
@@ -438,6 +477,12 @@ def run(config: str, n: int, idle_seconds: float, profile: Path | None = None) -
 ROWS = (
     ("all clusters ready (s)", lambda r: r["all_ready_seconds"]),
     ("create -> ready, p50 (s)", lambda r: r["create_to_ready_p50_seconds"]),
+    (
+        "p50 legs: to first pod / pods Ready / to ready (s)",
+        lambda r: " / ".join(
+            str(v) for v in r.get("create_to_ready_p50_legs_seconds", {}).values()
+        ),
+    ),
     ("operator CPU while creating (s)", lambda r: r["create"]["operator_cpu_seconds"]),
     ("operator CPU while scaling 3->5 (s)", lambda r: r["scale"]["operator_cpu_seconds"]),
     ("operator CPU while deleting (s)", lambda r: r["delete"]["operator_cpu_seconds"]),

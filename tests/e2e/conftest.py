@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,3 +136,41 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(report.line())
     for name, value in FIGURES.items():
         terminalreporter.write_line(f"{name}: {value}")
+
+
+# --- what a failed scenario leaves behind ---------------------------------------------
+
+#: Commands whose output goes with a failed scenario's report: what the operator
+#: logged and what it wrote, read before the namespace is torn down.
+DIAGNOSTICS = [
+    ["logs", f"deploy/{stack.RELEASE}", "-n", stack.OPERATOR_NAMESPACE, "--tail=250"],
+    ["get", "rayservices,rayclusters,pods,services", "-A", "-o", "wide"],
+    ["get", "rayservices", "-A", "-o", "yaml"],
+    ["get", "events", "-A", "--sort-by=.lastTimestamp"],
+]
+
+
+def diagnostics(cluster: LocalCluster) -> str:
+    parts = []
+    for args in DIAGNOSTICS:
+        try:
+            proc = cluster.cp.kubectl(*args, check=False, timeout=30)
+            text = proc.stdout + proc.stderr
+        except Exception as exc:  # a report must not hide the failure it reports
+            text = f"{type(exc).__name__}: {exc}"
+        lines = text.splitlines()[-250:]
+        parts.append(f"$ kubectl {' '.join(args)}\n" + "\n".join(lines))
+    return "\n\n".join(parts)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    running = getattr(item, "funcargs", {}).get("e2e_stack")
+    if report.when == "call" and report.failed and isinstance(running, Stack):
+        report.sections.append(
+            ("operator and cluster at the failure", diagnostics(running.cluster))
+        )
+    return report
