@@ -188,8 +188,8 @@ class Audit:
         self.path = controlplane.audit_log(cp)
         self.user = user
         self.offset = 0
-        #: (epoch seconds received, verb, resource)
-        self.requests: list[tuple[float, str, str]] = []
+        #: (epoch seconds received, verb, resource, seconds the server took)
+        self.requests: list[tuple[float, str, str, float]] = []
 
     def read(self) -> None:
         if not self.path.exists():
@@ -212,9 +212,11 @@ class Audit:
                 "/" + ref["subresource"] if ref.get("subresource") else ""
             )
             when = datetime.datetime.fromisoformat(entry["requestReceivedTimestamp"])
+            done = datetime.datetime.fromisoformat(entry.get("stageTimestamp") or when.isoformat())
             code = (entry.get("responseStatus") or {}).get("code", 0)
             verb = entry.get("verb", "") + ("" if 200 <= code < 300 else f" ({code})")
-            self.requests.append((when.timestamp(), verb, resource))
+            took = (done - when).total_seconds()
+            self.requests.append((when.timestamp(), verb, resource, took))
 
     def last(self) -> float:
         self.read()
@@ -222,7 +224,16 @@ class Audit:
 
     def between(self, start: float, end: float) -> Counter[str]:
         self.read()
-        return Counter(f"{v} {r}" for t, v, r in self.requests if start <= t < end)
+        return Counter(f"{v} {r}" for t, v, r, _ in self.requests if start <= t < end)
+
+    def latency(self, start: float, end: float) -> tuple[float, float]:
+        """p50 and p99 seconds the API server took over this client's
+        requests (watches excluded) received in [start, end)."""
+        self.read()
+        took = sorted(x for t, v, _, x in self.requests if start <= t < end and v != "watch")
+        if not took:
+            return 0.0, 0.0
+        return statistics.median(took), percentile(took, 99)
 
 
 class Operator:
@@ -242,6 +253,7 @@ class Operator:
                 self.cp,
                 self.cp.state / "logs",
                 f"--namespace={NAMESPACE}",
+                f"--workers={RAYKUBE_WORKERS}",
                 kubeconfig=self.kubeconfig,
             )
             op.start()
@@ -264,6 +276,23 @@ class Operator:
         fields = stat.rpartition(")")[2].split()
         # utime and stime are fields 14 and 15 of stat (11 and 12 after the name).
         return (int(fields[11]) + int(fields[12])) / _TICKS
+
+    def passes(self) -> tuple[float, float]:
+        """raykube's RayCluster reconciles so far and their summed seconds, from
+        its metrics ((0, 0) for KubeRay)."""
+        if self._raykube is None:
+            return 0.0, 0.0
+        url = f"http://127.0.0.1:{self._raykube.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        found = {"count": 0.0, "sum": 0.0}
+        for line in text.splitlines():
+            for part in found:
+                if line.startswith(
+                    f'raykube_reconcile_duration_seconds_{part}{{kind="RayCluster"}}'
+                ):
+                    found[part] = float(line.rsplit(" ", 1)[1])
+        return found["count"], found["sum"]
 
     def memory_mib(self) -> tuple[float, float]:
         """(RSS, peak RSS)."""
@@ -296,13 +325,22 @@ class PhaseFigures:
     seconds: float
     cpu_seconds: float
     requests: Counter[str]
+    #: raykube's RayCluster passes in the phase: how many, and their summed wall time.
+    passes: tuple[float, float] = (0.0, 0.0)
+    #: p50 and p99 seconds the API server took over the operator's requests.
+    latency: tuple[float, float] = (0.0, 0.0)
 
     def as_json(self) -> dict[str, Any]:
+        count, seconds = self.passes
         return {
             "seconds": round(self.seconds, 2),
             "operator_cpu_seconds": round(self.cpu_seconds, 2),
             "api_requests": sum(self.requests.values()),
             "api_requests_by_kind": dict(self.requests.most_common()),
+            "raycluster_passes": int(count),
+            "raycluster_pass_mean_ms": round(1000 * seconds / count, 1) if count else None,
+            "api_latency_p50_ms": round(1000 * self.latency[0], 1),
+            "api_latency_p99_ms": round(1000 * self.latency[1], 1),
         }
 
 
@@ -355,12 +393,22 @@ def _phase(
     print(f"[sidebyside]   {what}...", file=sys.stderr, flush=True)
     profiler.start(what.replace(" ", "-"))
     cpu, wall, began = op.cpu_seconds(), time.time(), time.monotonic()
+    passes = op.passes()
     act()
     _wait(what, done)
     seconds = time.monotonic() - began
     _quiet(audit)
     profiler.stop()
-    return PhaseFigures(seconds, op.cpu_seconds() - cpu, audit.between(wall, time.time()))
+    after = op.passes()
+    spent = (after[0] - passes[0], after[1] - passes[1])
+    end = time.time()
+    return PhaseFigures(
+        seconds,
+        op.cpu_seconds() - cpu,
+        audit.between(wall, end),
+        spent,
+        audit.latency(wall, end),
+    )
 
 
 def run(config: str, n: int, idle_seconds: float, profile: Path | None = None) -> dict[str, Any]:
@@ -484,6 +532,18 @@ ROWS = (
         ),
     ),
     ("operator CPU while creating (s)", lambda r: r["create"]["operator_cpu_seconds"]),
+    (
+        "raykube passes while creating / mean wall (ms)",
+        lambda r: (
+            f"{r['create'].get('raycluster_passes')} / {r['create'].get('raycluster_pass_mean_ms')}"
+        ),
+    ),
+    (
+        "API server's time per request while creating, p50 / p99 (ms)",
+        lambda r: (
+            f"{r['create'].get('api_latency_p50_ms')} / {r['create'].get('api_latency_p99_ms')}"
+        ),
+    ),
     ("operator CPU while scaling 3->5 (s)", lambda r: r["scale"]["operator_cpu_seconds"]),
     ("operator CPU while deleting (s)", lambda r: r["delete"]["operator_cpu_seconds"]),
     ("API requests per cluster created", lambda r: r["api_requests_per_cluster_created"]),

@@ -11,7 +11,7 @@ import pytest
 
 from raykube.adapters.kube import PODS, RAYCLUSTERS
 from raykube.builders import labels
-from raykube.handlers import raycluster
+from raykube.handlers import raycluster, registration
 from tests.unit.harness import NS, Harness, load
 
 SAMPLE = "ray-cluster.sample.yaml"
@@ -238,3 +238,25 @@ async def test_events_of_a_deleted_cluster_send_nothing(harness: Harness, manife
     for _ in range(3):
         await h.cluster_pass(name)
     assert h.kube.requests == {}
+
+
+async def test_the_echo_of_its_own_status_write_queues_no_pass(
+    harness: Harness, manifests: Path
+) -> None:
+    """The watch brings back the status a pass wrote; a pass for it would find
+    nothing to do. Any other change of the RayCluster still queues one."""
+    h = harness
+    name = await started(h, manifests)
+    memo = {"clusters": h.clusters}
+    key = (NS, name)
+    h.clusters.queue.forget(key)
+    h.clusters.queue._queued.discard(key)
+    echo = h.cluster(name)["metadata"]
+    event: Any = registration.raycluster_event  # kopf's decorator types it as its handler
+    await event(type="MODIFIED", namespace=NS, name=name, meta=echo, memo=memo)
+    assert not h.queued(h.clusters, name)
+    set_replicas(h, name, 2)
+    changed = h.cluster(name)["metadata"]
+    assert changed["resourceVersion"] != echo["resourceVersion"]
+    await event(type="MODIFIED", namespace=NS, name=name, meta=changed, memo=memo)
+    assert h.queued(h.clusters, name)

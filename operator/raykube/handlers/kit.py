@@ -144,7 +144,7 @@ class Controller:
             "status": merge_patch(stored, {**status, TIMESTAMP: now_iso()}),
         }
         try:
-            await self.rt.kube.patch(res, key[0], key[1], patch, subresource="status")
+            written = await self.rt.kube.patch(res, key[0], key[1], patch, subresource="status")
         except ApiError as err:
             if err.conflict:
                 # Computed from a stale object: recomputed from the newer one,
@@ -154,6 +154,8 @@ class Controller:
             if err.not_found:
                 return False
             raise
+        meta = written.get("metadata") if isinstance(written, dict) else None
+        self.states.of(key).own_version = str((meta or {}).get("resourceVersion") or "")
         return True
 
     async def report_invalid(

@@ -29,6 +29,9 @@ class ObjectState:
     building: frozenset[str] = frozenset()
     #: Monotonic time of the last status write of this process (its pacing).
     status_written: float | None = None
+    #: The resourceVersion this process's last status write made: the watch's
+    #: echo of that write changes nothing a pass reads, so it queues no pass.
+    own_version: str = ""
     #: The status's summary for the gauges: a RayCluster's state, or a
     #: RayService's conditions as {type: status}.
     summary: tuple[tuple[str, str], ...] = ()
