@@ -49,9 +49,10 @@ from typing import Any
 
 from bench.loadgen import percentile
 from bench.raycluster_scale import cluster_manifest, node_plan
+from e2e.kube import pod_ready
 from localcluster import controlplane, processes
 from localcluster.controlplane import ControlPlane
-from tests.kubehelpers import OperatorProcess
+from tests.kubehelpers import OperatorProcess, metric
 from tests.parity.run import install_kuberay_crds, start_kuberay
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,8 +124,7 @@ class Observed:
     def on_pod(self, event: str, pod: dict[str, Any]) -> None:
         name = pod["metadata"]["name"]
         cluster = pod["metadata"].get("labels", {}).get("ray.io/cluster", "")
-        conditions = (pod.get("status") or {}).get("conditions") or []
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        ready = pod_ready(pod)
         now = time.monotonic()
         with self.lock:
             members = self.pods.setdefault(cluster, set())
@@ -282,17 +282,11 @@ class Operator:
         its metrics ((0, 0) for KubeRay)."""
         if self._raykube is None:
             return 0.0, 0.0
-        url = f"http://127.0.0.1:{self._raykube.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            text = response.read().decode()
-        found = {"count": 0.0, "sum": 0.0}
-        for line in text.splitlines():
-            for part in found:
-                if line.startswith(
-                    f'raykube_reconcile_duration_seconds_{part}{{kind="RayCluster"}}'
-                ):
-                    found[part] = float(line.rsplit(" ", 1)[1])
-        return found["count"], found["sum"]
+        name = "raykube_reconcile_duration_seconds"
+        return (
+            metric(self._raykube, f"{name}_count", kind="RayCluster"),
+            metric(self._raykube, f"{name}_sum", kind="RayCluster"),
+        )
 
     def memory_mib(self) -> tuple[float, float]:
         """(RSS, peak RSS)."""
