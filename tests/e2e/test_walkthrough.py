@@ -235,10 +235,13 @@ def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def own_serve_url(k: Kubectl, cluster: str) -> str:
-    """The serve port of one cluster's own head Service (not the stable one)."""
-    svc = k.get("service", f"{cluster}-head-svc")
-    assert svc is not None, f"{cluster}-head-svc"
-    return f"http://{svc['spec']['clusterIP']}:8000"
+    """The serve port of one cluster's head, by the address its RayCluster
+    reports for its (headless) head Service (not the stable one)."""
+    rc = k.get("raycluster", cluster)
+    assert rc is not None, cluster
+    address = ((rc.get("status") or {}).get("head") or {}).get("serviceIP")
+    assert address, f"{cluster}: no head address in its status"
+    return f"http://{address}:8000"
 
 
 @pytest.mark.timeout(900)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from raykube.adapters.kube import PODS, RAYCLUSTERS
+from raykube.adapters.kube import PODS, RAYCLUSTERS, SERVICES
 from raykube.builders import labels
 from raykube.handlers import raycluster, registration
 from tests.unit.harness import NS, Harness, load
@@ -260,3 +260,29 @@ async def test_the_echo_of_its_own_status_write_queues_no_pass(
     assert changed["resourceVersion"] != echo["resourceVersion"]
     await event(type="MODIFIED", namespace=NS, name=name, meta=changed, memo=memo)
     assert h.queued(h.clusters, name)
+
+
+async def test_a_new_head_service_is_headless_and_an_older_one_keeps_its_address(
+    harness: Harness, manifests: Path
+) -> None:
+    """KubeRay's default for a ClusterIP head Service is headless; a head Service
+    an earlier raykube created with a cluster IP keeps it (the field is
+    immutable), and the status reports the head pod's address for a headless one."""
+    h = harness
+    name = await started(h, manifests)
+    svc_name = labels.head_service_name(name)
+    service = h.service(svc_name)
+    assert service is not None and service["spec"]["clusterIP"] == "None"
+    status = h.cluster(name)["status"]["head"]
+    assert status["serviceIP"] == status["podIP"] != ""
+
+    def older(svc: dict[str, Any]) -> None:  # as the previous operator wrote it
+        svc["spec"]["clusterIP"] = "10.96.7.7"
+        svc["metadata"]["annotations"][labels.SPEC_HASH] = "written-by-an-older-operator"
+
+    h.kube.mutate(SERVICES, NS, svc_name, older)
+    await h.cluster_pass(name)
+    service = h.service(svc_name)
+    assert service is not None and service["spec"]["clusterIP"] == "10.96.7.7"
+    stamp = service["metadata"]["annotations"][labels.SPEC_HASH]
+    assert stamp != "written-by-an-older-operator"  # brought up to date, address kept

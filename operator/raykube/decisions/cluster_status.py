@@ -99,7 +99,10 @@ def _head_info(heads: Sequence[PodView], svc: Mapping[str, Any] | None) -> dict[
         info["podName"], info["podIP"] = heads[0].name, heads[0].pod_ip
     if svc:
         info["serviceName"] = svc["metadata"]["name"]
-        info["serviceIP"] = (svc.get("spec") or {}).get("clusterIP", "")
+        address = (svc.get("spec") or {}).get("clusterIP", "")
+        # A headless head Service has no address of its own: the head pod's is
+        # what reaches it (KubeRay reports the same).
+        info["serviceIP"] = info.get("podIP", "") if address == "None" else address
     return {k: v for k, v in info.items() if v}
 
 

@@ -32,6 +32,7 @@ from raykube.builders.pods import (
 from raykube.builders.services import (
     build_head_service,
     build_headless_service,
+    keeping_cluster_ip,
     needs_headless_service,
 )
 from raykube.decisions import cluster_status, pods, status_patch
@@ -228,8 +229,9 @@ async def ensure_head_service(
 ) -> tuple[Mapping[str, Any] | None, tuple[str, str] | None]:
     """The head Service as written, or why there is none: pods wait for it, as
     workers would join whatever another Service of that name selects."""
-    desired = hashing.stamped(build_head_service(cluster, ctx))
-    live = ctl.rt.head_service_of(key, desired["metadata"]["name"])
+    built = build_head_service(cluster, ctx)
+    live = ctl.rt.head_service_of(key, built["metadata"]["name"])
+    desired = hashing.stamped(keeping_cluster_ip(built, live))
     if (
         live is not None
         and owners.owned_by(live, obj["metadata"].get("uid"))
