@@ -286,3 +286,21 @@ async def test_a_new_head_service_is_headless_and_an_older_one_keeps_its_address
     assert service is not None and service["spec"]["clusterIP"] == "10.96.7.7"
     stamp = service["metadata"]["annotations"][labels.SPEC_HASH]
     assert stamp != "written-by-an-older-operator"  # brought up to date, address kept
+
+
+async def test_a_child_of_a_cluster_that_is_gone_queues_no_pass(
+    harness: Harness, manifests: Path
+) -> None:
+    h = harness
+    name = await started(h, manifests)
+    memo = {"clusters": h.clusters}
+    key = (NS, name)
+    event: Any = registration.child_event  # kopf's decorator types it as its handler
+    child = {labels.CLUSTER: name}
+    h.clusters.queue._queued.discard(key)
+    await event(namespace=NS, labels=child, memo=memo)
+    assert h.queued(h.clusters, name)
+    h.clusters.queue._queued.discard(key)
+    h.clusters.forget(key)  # its RayCluster's DELETED event
+    await event(namespace=NS, labels=child, memo=memo)
+    assert not h.queued(h.clusters, name)

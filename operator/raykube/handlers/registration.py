@@ -310,7 +310,12 @@ async def child_event(
     namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
 ) -> None:
     """A child labelled for a cluster changed or went away: that cluster looks again."""
-    _clusters(memo).queue.add((namespace or "", labels[ray_labels.CLUSTER]))
+    ctl, key = _clusters(memo), (namespace or "", labels[ray_labels.CLUSTER])
+    # A cluster never seen is gone (its pods' deletions: thousands of events
+    # for a pass each that finds nothing) or not listed yet (its own event
+    # queues it then).
+    if key in ctl.states:
+        ctl.queue.add(key)
 
 
 @kopf.on.event("ray.io", "v1", "rayservices")
