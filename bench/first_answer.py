@@ -1,0 +1,266 @@
+"""``kubectl apply`` -> the first correct answer, on the real node.
+
+    .venv/bin/python -m bench.first_answer [--runs 2]
+
+One local cluster with a real node (state under
+``cache_root()/clusters/first-answer-<pid>``), the images built and imported,
+the operator installed with Helm. Then, ``--runs`` times, in turn:
+
+- **raykube**: the walkthrough RayService (localized as the e2e tier does)
+  applied; timed from the apply: the head pod Ready, every worker Ready, the
+  RayService Ready, the serve Service routed by kube-proxy, and the first
+  200 answer of ``/fruit/`` with the right price; then a blue-green upgrade
+  (a new env var) timed from its apply to ``SwitchedTraffic``; then deleted,
+  and the next run waits until its pods are gone;
+- **plain Ray**: one pod of the same image running ``ray start --head`` and
+  ``serve deploy`` of the same serve config, timed from the apply to the
+  first right answer at the pod's address (the floor: no operator, no
+  Service, no worker).
+
+Every answer is checked; the first moments are found by polling every
+0.25 s (kubectl reads every 0.5 s), so each figure is late by at most that.
+Prints a table and writes ``bench/results/first_answer.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from e2e import sample, stack
+from e2e.kube import Kubectl, eventually, is_ready, live, pod_ready, serve_url
+from localcluster import node, versions
+from localcluster.node import LocalCluster
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+NAMESPACE = "default"
+PATH, BODY, ANSWER = "/fruit/", ["MANGO", 2], 6
+POLL_S = 0.25
+READ_S = 0.5
+LIMIT_S = 900.0
+PLAIN = "plain-ray"
+
+
+def _answers(url: str) -> bool:
+    try:
+        response = httpx.post(f"{url}{PATH}", json=BODY, timeout=5)
+    except httpx.HTTPError:
+        return False
+    if response.status_code != 200:
+        return False
+    try:
+        return bool(response.json() == ANSWER)
+    except ValueError:
+        return response.text.strip() == str(ANSWER)
+
+
+@dataclass
+class Moments:
+    """Seconds after the apply at which each thing was first seen."""
+
+    started: float = field(default_factory=time.monotonic)
+    seen: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, what: str) -> None:
+        self.seen.setdefault(what, round(time.monotonic() - self.started, 2))
+
+
+def _watch_cluster(k: Kubectl, name: str, moments: Moments, stop: threading.Event) -> None:
+    """Pods and status, read every READ_S until ``stop``."""
+    while not stop.is_set():
+        try:
+            pods = live(k.items("pods", "ray.io/is-ray-node=yes"))
+            heads = [p for p in pods if p["metadata"]["labels"].get("ray.io/node-type") == "head"]
+            workers = [p for p in pods if p not in heads]
+            if heads and all(pod_ready(p) for p in heads):
+                moments.mark("head pod Ready")
+            if workers and all(pod_ready(p) for p in workers):
+                moments.mark("workers Ready")
+            if is_ready(k.get("rayservice", name)):
+                moments.mark("RayService Ready")
+        except Exception:  # a read missed under load is not a failure of the run
+            pass
+        stop.wait(READ_S)
+
+
+def _first_answer(url: Callable[[], str | None], moments: Moments) -> None:
+    deadline = time.monotonic() + LIMIT_S
+    while time.monotonic() < deadline:
+        target = url()
+        if target is not None and _answers(target):
+            moments.mark("first right answer")
+            return
+        time.sleep(POLL_S)
+    raise TimeoutError(f"no right answer within {LIMIT_S:.0f} s")
+
+
+def run_raykube(cluster: LocalCluster, built: stack.Images) -> dict[str, Any]:
+    k = Kubectl(cluster.cp, NAMESPACE)
+    doc = sample.localize(sample.load_sample(), built.runtime.ref).doc
+    name = str(doc["metadata"]["name"])
+    stop = threading.Event()
+    moments = Moments()
+    watcher = threading.Thread(target=_watch_cluster, args=(k, name, moments, stop), daemon=True)
+    k.apply(doc)
+    watcher.start()
+
+    def routed() -> str | None:
+        try:
+            url = serve_url(k, name)
+        except AssertionError:
+            return None
+        if not stack.routes(cluster, url)():
+            return None
+        moments.mark("serve Service routed")
+        return url
+
+    try:
+        _first_answer(routed, moments)
+        eventually(lambda: is_ready(k.get("rayservice", name)), LIMIT_S, f"{name} Ready")
+        upgrade = _upgraded(doc)
+        before = _switches(k)
+        switched = Moments()
+        k.apply(upgrade)
+        eventually(lambda: _switches(k) > before, LIMIT_S, "SwitchedTraffic", every=READ_S)
+        switched.mark("traffic switched")
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+        k.run("delete", "rayservice", name, "--wait=true", "--timeout=300s", check=False)
+        eventually(lambda: not live(k.items("pods", "ray.io/is-ray-node=yes")), 300, "pods gone")
+    return {"run": "raykube", **moments.seen, **switched.seen}
+
+
+def _upgraded(doc: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    for _, container in sample.containers(out):
+        container["env"] = [*(container.get("env") or []), {"name": "BENCH", "value": "1"}]
+    return out
+
+
+def _switches(k: Kubectl) -> int:
+    """SwitchedTraffic events in the namespace (the first serving counts too)."""
+    return sum(e.get("reason") == "SwitchedTraffic" for e in k.items("events"))
+
+
+def plain_ray_objects(doc: dict[str, Any], image: str) -> list[dict[str, Any]]:
+    """A ConfigMap with the walkthrough's serve config and one pod that runs
+    Ray and deploys it, on the real node, with the sample head's resources."""
+    config = sample.serve_config(doc)
+    head = doc["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    script = (
+        "ray start --head --dashboard-host=0.0.0.0 --disable-usage-stats "
+        "&& serve deploy /serve/config.yaml && sleep infinity"
+    )
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": PLAIN},
+            "data": {"config.yaml": yaml.safe_dump(config, sort_keys=False)},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": PLAIN, "labels": {"app": PLAIN}},
+            "spec": {
+                "nodeSelector": dict(head.get("nodeSelector") or {}),
+                "containers": [
+                    {
+                        "name": "ray",
+                        "image": image,
+                        "imagePullPolicy": "Never",
+                        "command": ["bash", "-c", script],
+                        "resources": copy.deepcopy(head["containers"][0].get("resources") or {}),
+                        "volumeMounts": [{"name": "serve", "mountPath": "/serve"}],
+                    }
+                ],
+                "volumes": [{"name": "serve", "configMap": {"name": PLAIN}}],
+            },
+        },
+    ]
+
+
+def run_plain(cluster: LocalCluster, built: stack.Images) -> dict[str, Any]:
+    k = Kubectl(cluster.cp, NAMESPACE)
+    doc = sample.localize(sample.load_sample(), built.runtime.ref).doc
+    moments = Moments()
+    for obj in plain_ray_objects(doc, built.runtime.ref):
+        k.apply(obj)
+
+    def address() -> str | None:
+        pod = k.get("pod", PLAIN) or {}
+        ip = (pod.get("status") or {}).get("podIP")
+        return f"http://{ip}:8000" if ip else None
+
+    try:
+        _first_answer(address, moments)
+    finally:
+        k.run("delete", "pod,configmap", PLAIN, "--wait=true", "--timeout=300s", check=False)
+    return {"run": PLAIN, **moments.seen}
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    keys = [
+        "head pod Ready",
+        "workers Ready",
+        "serve Service routed",
+        "RayService Ready",
+        "first right answer",
+        "traffic switched",
+    ]
+    lines = ["| run | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for r in runs:
+        lines.append(f"| {r['run']} | " + " | ".join(str(r.get(x, "")) for x in keys) + " |")
+    for who in ("raykube", PLAIN):
+        firsts = [r["first right answer"] for r in runs if r["run"] == who]
+        if firsts:
+            lines.append(f"{who}: first right answer, median {statistics.median(firsts):.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.first_answer", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS / "first_answer.json")
+    args = parser.parse_args(argv)
+    built = stack.build_images()
+    state = versions.cache_root() / "clusters" / f"first-answer-{os.getpid()}"
+    cluster = stack.cluster_up(state, quiet=True)
+    runs: list[dict[str, Any]] = []
+    try:
+        stack.load_images(cluster, built)
+        stack.install_operator(cluster, built.operator)
+        for index in range(args.runs):
+            order = (run_raykube, run_plain) if index % 2 == 0 else (run_plain, run_raykube)
+            for one in order:
+                runs.append(one(cluster, built))
+                print(json.dumps(runs[-1]), flush=True)
+    finally:
+        node.cluster_down(state)
+        shutil.rmtree(state, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+    print(table(runs))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
