@@ -12,10 +12,20 @@ the operator installed with Helm. Then, ``--runs`` times, in turn:
   200 answer of ``/fruit/`` with the right price; then a blue-green upgrade
   (a new env var) timed from its apply to ``SwitchedTraffic``; then deleted,
   and the next run waits until its pods are gone;
+- **KubeRay** (v1.6.2, the parity tier's build): the same manifest and the
+  same timings, with raykube's Deployment scaled to 0 and KubeRay's CRDs in
+  place of raykube's. KubeRay runs on the host (loopback metrics and health
+  ports) in a mount namespace of its own whose ``/etc/resolv.conf`` names
+  the node's CoreDNS, since it reaches each head's dashboard by the head
+  Service's cluster DNS name; the host has routes to pod and Service
+  addresses. raykube's CRDs and Deployment come back after it;
 - **plain Ray**: one pod of the same image running ``ray start --head`` and
   ``serve deploy`` of the same serve config, timed from the apply to the
   first right answer at the pod's address (the floor: no operator, no
   Service, no worker).
+
+The order alternates from one round to the next (raykube, KubeRay, plain
+Ray; then the reverse).
 
 Every answer is checked; the first moments are found by polling every
 0.25 s (kubectl reads every 0.5 s), so each figure is late by at most that.
@@ -42,8 +52,9 @@ import yaml
 
 from e2e import sample, stack
 from e2e.kube import Kubectl, eventually, is_ready, live, pod_ready, serve_url
-from localcluster import node, versions
+from localcluster import controlplane, node, processes, versions
 from localcluster.node import LocalCluster
+from tests.parity.run import install_kuberay_crds, start_kuberay
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -108,7 +119,68 @@ def _first_answer(url: Callable[[], str | None], moments: Moments) -> None:
     raise TimeoutError(f"no right answer within {LIMIT_S:.0f} s")
 
 
+class Operators:
+    """Which operator owns ``ray.io`` now: raykube (installed by Helm) or
+    KubeRay (a host process); switching stops one before the other starts."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.active = "raykube"
+        self.kuberay_pid: int | None = None
+
+    def use(self, which: str) -> None:
+        if which == self.active:
+            return
+        cp = self.cluster.cp
+        if which == "KubeRay":
+            self._raykube_replicas(0)
+            install_kuberay_crds(cp)
+            self.kuberay_pid = self._start_kuberay()
+        else:
+            self.stop_kuberay()
+            controlplane.install_crds(cp, REPO / "crds")
+            self._raykube_replicas(1)
+        self.active = which
+
+    def stop_kuberay(self) -> None:
+        if self.kuberay_pid is not None:
+            processes.stop_pid(self.kuberay_pid)
+            self.kuberay_pid = None
+
+    def _raykube_replicas(self, count: int) -> None:
+        k = Kubectl(self.cluster.cp, stack.OPERATOR_NAMESPACE)
+        k.run("scale", f"deploy/{stack.RELEASE}", f"--replicas={count}")
+
+        def settled() -> bool:
+            pods = live(k.items("pods", f"app.kubernetes.io/name={stack.RELEASE}"))
+            return len(pods) == count and all(pod_ready(p) for p in pods)
+
+        eventually(settled, 300, f"raykube at {count} replicas", every=READ_S)
+
+    def _start_kuberay(self) -> int:
+        cp, net = self.cluster.cp, self.cluster.node.net
+        resolv = cp.state / "first-answer-resolv.conf"
+        resolv.write_text(
+            f"nameserver {net.dns_ip}\n"
+            f"search {NAMESPACE}.svc.cluster.local svc.cluster.local cluster.local\n"
+        )
+        # A private mount namespace: only this process sees the cluster's DNS.
+        wrap = [
+            "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            f'mount --bind "{resolv}" /etc/resolv.conf && exec "$@"', "kuberay",
+        ]  # fmt: skip
+        return start_kuberay(cp, cp.kubeconfig, [NAMESPACE], wrap=wrap)
+
+
 def run_raykube(cluster: LocalCluster, built: stack.Images) -> dict[str, Any]:
+    return _run_operator(cluster, built, "raykube")
+
+
+def run_kuberay(cluster: LocalCluster, built: stack.Images) -> dict[str, Any]:
+    return _run_operator(cluster, built, "KubeRay")
+
+
+def _run_operator(cluster: LocalCluster, built: stack.Images, who: str) -> dict[str, Any]:
     k = Kubectl(cluster.cp, NAMESPACE)
     doc = sample.localize(sample.load_sample(), built.runtime.ref).doc
     name = str(doc["metadata"]["name"])
@@ -142,7 +214,7 @@ def run_raykube(cluster: LocalCluster, built: stack.Images) -> dict[str, Any]:
         watcher.join(timeout=30)
         k.run("delete", "rayservice", name, "--wait=true", "--timeout=300s", check=False)
         eventually(lambda: not live(k.items("pods", "ray.io/is-ray-node=yes")), 300, "pods gone")
-    return {"run": "raykube", **moments.seen, **switched.seen}
+    return {"run": who, **moments.seen, **switched.seen}
 
 
 def _upgraded(doc: dict[str, Any]) -> dict[str, Any]:
@@ -226,7 +298,7 @@ def table(runs: list[dict[str, Any]]) -> str:
     lines = ["| run | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for r in runs:
         lines.append(f"| {r['run']} | " + " | ".join(str(r.get(x, "")) for x in keys) + " |")
-    for who in ("raykube", PLAIN):
+    for who in ("raykube", "KubeRay", PLAIN):
         firsts = [r["first right answer"] for r in runs if r["run"] == who]
         if firsts:
             lines.append(f"{who}: first right answer, median {statistics.median(firsts):.1f} s")
@@ -238,21 +310,36 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.first_answer", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=["raykube", "KubeRay", PLAIN],
+        choices=["raykube", "KubeRay", PLAIN],
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "first_answer.json")
     args = parser.parse_args(argv)
     built = stack.build_images()
     state = versions.cache_root() / "clusters" / f"first-answer-{os.getpid()}"
     cluster = stack.cluster_up(state, quiet=True)
     runs: list[dict[str, Any]] = []
+    operators = Operators(cluster)
+    legs: dict[str, Callable[[LocalCluster, stack.Images], dict[str, Any]]] = {
+        "raykube": run_raykube,
+        "KubeRay": run_kuberay,
+        PLAIN: run_plain,
+    }
     try:
         stack.load_images(cluster, built)
         stack.install_operator(cluster, built.operator)
         for index in range(args.runs):
-            order = (run_raykube, run_plain) if index % 2 == 0 else (run_plain, run_raykube)
-            for one in order:
-                runs.append(one(cluster, built))
+            order = [w for w in ("raykube", "KubeRay", PLAIN) if w in args.only]
+            for who in order if index % 2 == 0 else reversed(order):
+                if who != PLAIN:
+                    operators.use(who)
+                runs.append(legs[who](cluster, built))
                 print(json.dumps(runs[-1]), flush=True)
     finally:
+        operators.stop_kuberay()
         node.cluster_down(state)
         shutil.rmtree(state, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

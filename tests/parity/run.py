@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,10 +250,19 @@ def run_phase(
     return phase
 
 
-def start_kuberay(cp: ControlPlane, kubeconfig: Path, namespaces: list[str], *extra: str) -> int:
-    """KubeRay's operator on loopback, watching ``namespaces``; its PID once ready."""
+def start_kuberay(
+    cp: ControlPlane,
+    kubeconfig: Path,
+    namespaces: list[str],
+    *extra: str,
+    wrap: Sequence[str] = (),
+) -> int:
+    """KubeRay's operator on loopback, watching ``namespaces``; its PID once
+    ready. ``wrap`` is a command that ``exec``s its arguments (the PID stays
+    KubeRay's)."""
     health = processes.free_port()
     argv = [
+        *wrap,
         str(build.kuberay_binary()),
         f"--kubeconfig={kubeconfig}",
         f"--metrics-addr=127.0.0.1:{processes.free_port()}",
