@@ -90,8 +90,12 @@ class Moments:
         self.seen.setdefault(what, round(time.monotonic() - self.started, 2))
 
 
-def _watch_cluster(k: Kubectl, name: str, moments: Moments, stop: threading.Event) -> None:
-    """Pods and status, read every READ_S until ``stop``."""
+def _watch_cluster(
+    k: Kubectl, name: str, moments: Moments, stop: threading.Event, old: set[str]
+) -> None:
+    """Pods, status and events, read every READ_S until ``stop``. Each event
+    reason is marked when first seen (``event <reason>``), whichever operator
+    wrote it; ``old`` holds the UIDs of the events there before the apply."""
     while not stop.is_set():
         try:
             pods = live(k.items("pods", "ray.io/is-ray-node=yes"))
@@ -101,11 +105,27 @@ def _watch_cluster(k: Kubectl, name: str, moments: Moments, stop: threading.Even
                 moments.mark("head pod Ready")
             if workers and all(pod_ready(p) for p in workers):
                 moments.mark("workers Ready")
-            if is_ready(k.get("rayservice", name)):
+            rs = k.get("rayservice", name)
+            if _apps_running(rs):
+                moments.mark("applications RUNNING")
+            if is_ready(rs):
                 moments.mark("RayService Ready")
+            for event in k.items("events"):
+                if event["metadata"]["uid"] not in old:
+                    moments.mark(f"event {event.get('reason')}")
         except Exception:  # a read missed under load is not a failure of the run
             pass
         stop.wait(READ_S)
+
+
+def _apps_running(rs: dict[str, Any] | None) -> bool:
+    active = ((rs or {}).get("status") or {}).get("activeServiceStatus") or {}
+    apps = active.get("applicationStatuses") or {}
+    return bool(apps) and all(a.get("status") == "RUNNING" for a in apps.values())
+
+
+def _event_uids(k: Kubectl) -> set[str]:
+    return {str(e["metadata"]["uid"]) for e in k.items("events")}
 
 
 def _first_answer(url: Callable[[], str | None], moments: Moments) -> None:
@@ -186,7 +206,10 @@ def _run_operator(cluster: LocalCluster, built: stack.Images, who: str) -> dict[
     name = str(doc["metadata"]["name"])
     stop = threading.Event()
     moments = Moments()
-    watcher = threading.Thread(target=_watch_cluster, args=(k, name, moments, stop), daemon=True)
+    old = _event_uids(k)
+    watcher = threading.Thread(
+        target=_watch_cluster, args=(k, name, moments, stop, old), daemon=True
+    )
     k.apply(doc)
     watcher.start()
 
@@ -290,6 +313,7 @@ def table(runs: list[dict[str, Any]]) -> str:
     keys = [
         "head pod Ready",
         "workers Ready",
+        "applications RUNNING",
         "serve Service routed",
         "RayService Ready",
         "first right answer",
@@ -298,6 +322,9 @@ def table(runs: list[dict[str, Any]]) -> str:
     lines = ["| run | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for r in runs:
         lines.append(f"| {r['run']} | " + " | ".join(str(r.get(x, "")) for x in keys) + " |")
+    for r in runs:  # every moment of each run, events included, in order
+        order = sorted((v, k) for k, v in r.items() if k != "run" and isinstance(v, float))
+        lines.append(f"{r['run']}: " + ", ".join(f"{k} {v}" for v, k in order))
     for who in ("raykube", "KubeRay", PLAIN):
         firsts = [r["first right answer"] for r in runs if r["run"] == who]
         if firsts:

@@ -101,7 +101,9 @@ def cluster(name: str, rs: RayService | None = None, **kw: Any) -> ClusterView:
     return ClusterView(**base)
 
 
-def head(cluster_name: str, ready: bool = True, serve: bool = True) -> PodView:
+def head(
+    cluster_name: str, ready: bool = True, serve: bool = True, phase: str = "Running"
+) -> PodView:
     return PodView(
         name=f"{cluster_name}-head-x",
         uid="u",
@@ -109,7 +111,7 @@ def head(cluster_name: str, ready: bool = True, serve: bool = True) -> PodView:
         cluster=cluster_name,
         node_type="head",
         group="headgroup",
-        phase="Running",
+        phase=phase,
         ready=ready,
         terminating=False,
         created="2026-01-01T00:00:00Z",

@@ -64,19 +64,22 @@ async def test_a_first_pass_creates_its_cluster(harness: Harness, manifests: Pat
     assert [e.reason for e in h.kube.events] == ["CreatedRayCluster"]
 
 
-async def test_the_serve_config_is_submitted_once_when_the_head_is_ready(
+async def test_the_serve_config_is_submitted_once_when_the_heads_ray_runs(
     harness: Harness, manifests: Path
 ) -> None:
     h = harness
     name, cluster = await created(h, manifests)
     await h.cluster_pass(cluster)
     await h.service_pass(name)
-    assert not h.head(cluster).submitted, "submitted to a head that is not Ready"
+    assert not h.head(cluster).submitted, "submitted to a head pod that does not run"
 
+    # Running, its readiness probe not passed yet (it first looks 10 s after
+    # the start), the dashboard answering: the config goes now.
     (head,) = h.pods(cluster, "head")
-    h.kube.set_pod_ready(NS, head["metadata"]["name"])
+    h.kube.set_pod_ready(NS, head["metadata"]["name"], ready=False)
     await h.service_pass(name)
     (submitted,) = h.head(cluster).submitted
+    assert conditions(h, name)["Ready"][0] == "False"  # serving waits for a Ready head
     wanted = yaml.safe_load(load(manifests, SAMPLE, "RayService")["spec"]["serveConfigV2"])
     assert [a["name"] for a in submitted["applications"]] == [
         a["name"] for a in wanted["applications"]

@@ -31,12 +31,15 @@ EMPTY = ServeSnapshot(reachable=True, apps={}, proxy_healthy=False)
 
 
 @pytest.mark.parametrize(
-    ("kw", "snap", "ready", "now", "rejected", "expected"),
+    ("kw", "snap", "head_state", "now", "rejected", "expected"),
     [
         ({"serve_hash": ""}, EMPTY, True, 0, None, "FirstSubmission"),
         ({"serve_hash": "older"}, RUNNING, True, 0, None, "ServeConfigChanged"),
         ({}, RUNNING, True, 0, None, None),  # already there: an operator restart sends nothing
-        ({"serve_hash": ""}, EMPTY, False, 0, None, None),  # head not ready
+        # The dashboard answers before the head's readiness probe first passes:
+        # sent then, not 10 s later.
+        ({"serve_hash": ""}, EMPTY, "Running", 0, None, "FirstSubmission"),
+        ({"serve_hash": ""}, EMPTY, "Pending", 0, None, None),  # no Ray running there
         ({"serve_hash": ""}, DOWN, True, 0, None, None),  # dashboard not answering
         ({"serve_hash": "older"}, RUNNING, True, 0, GOAL, None),  # Ray refused this config here
         # The head restarted and lost Serve's state: zero apps -> resubmit, after a grace.
@@ -48,7 +51,7 @@ EMPTY = ServeSnapshot(reachable=True, apps={}, proxy_healthy=False)
 def test_when_the_config_is_submitted(
     kw: dict[str, Any],
     snap: ServeSnapshot,
-    ready: bool,
+    head_state: str | bool,
     now: int,
     rejected: str | None,
     expected: str | None,
@@ -59,7 +62,13 @@ def test_when_the_config_is_submitted(
         rs,
         [c],
         serve={"rs-a": snap},
-        heads={"rs-a": head("rs-a", ready=ready)},
+        heads={
+            "rs-a": head(
+                "rs-a",
+                ready=head_state is True,
+                phase="Pending" if head_state == "Pending" else "Running",
+            )
+        },
         now=at(now),
         rejected={"rs-a": rejected} if rejected else {},
     )

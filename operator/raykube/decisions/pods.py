@@ -54,6 +54,13 @@ class PodView:
     def running(self) -> bool:
         return self.phase == "Running" and not self.terminating
 
+    @property
+    def ray_up(self) -> bool:
+        """Its Ray container runs (not waiting to restart): its dashboard may
+        answer seconds before the readiness probe, whose first look comes
+        10 s after the start, makes the pod Ready."""
+        return self.running and not self.backing_off and not self.dead
+
 
 def _ready(status: Mapping[str, Any]) -> bool:
     return any(

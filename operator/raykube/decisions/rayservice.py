@@ -99,6 +99,11 @@ class Observed:
         head = self.heads.get(cluster.name)
         return head is not None and head.ready and not head.terminating
 
+    def head_up(self, cluster: ClusterView) -> bool:
+        """The head's Ray runs, Ready or not yet (``PodView.ray_up``)."""
+        head = self.heads.get(cluster.name)
+        return head is not None and head.ray_up
+
 
 @dataclass
 class Plan:
@@ -189,7 +194,10 @@ def serving(obs: Observed, cluster: ClusterView) -> bool:
 def submission(obs: Observed, cluster: ClusterView) -> SubmitReason | None:
     """Why the goal config must be (re)sent to this cluster now, if it must."""
     goal, snap = obs.goal, obs.snap(cluster)
-    if not goal.valid or not goal.hash or not obs.head_ready(cluster) or not snap.reachable:
+    # Sent as soon as the dashboard answers, not when the head's readiness
+    # probe first passes (10 s after its start): the applications start
+    # deploying seconds earlier. Serving still waits for a Ready head.
+    if not goal.valid or not goal.hash or not obs.head_up(cluster) or not snap.reachable:
         return None
     if obs.rejected.get(cluster.name) == goal.hash:
         return None  # Ray refused this very config here; wait for a new one

@@ -113,7 +113,7 @@ async def observe(p: Pass) -> Observed:
     roles = roles_of(rs, clusters, traffic, goal_hash)
     members = [c for c in (roles.active, roles.pending) if c is not None]
     heads = {c.name: h for c in members if (h := head_pod(rt, ns, c)) is not None}
-    polls = (_poll(p, c, c.name in heads and heads[c.name].ready) for c in members)
+    polls = (_poll(p, c, c.name in heads and heads[c.name].ray_up) for c in members)
     snaps = await asyncio.gather(*polls)
     live = {c.name for c in clusters if not c.terminating}
     gone = bool(traffic) and traffic not in live
@@ -305,9 +305,9 @@ async def _applications(dashboard: DashboardClient, head: Head) -> Any:
         return err
 
 
-async def _poll(p: Pass, cluster: ClusterView, head_ready: bool) -> ServeSnapshot:
-    if not head_ready:
-        return ServeSnapshot(reachable=False, error="head pod not ready")
+async def _poll(p: Pass, cluster: ClusterView, head_up: bool) -> ServeSnapshot:
+    if not head_up:
+        return ServeSnapshot(reachable=False, error="head pod not running")
     cached = p.record.polls.get(cluster.name)
     if cached and time.monotonic() - cached[0] < MIN_POLL_INTERVAL:
         return cached[1]
