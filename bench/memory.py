@@ -14,8 +14,10 @@ Two parts:
 Each reading is taken once the operator has sent no API request for a quiet
 window, so deferred work (events, status writes) is done.
 
-Usage: ``.venv/bin/python -m bench.memory [--clusters 250] [--scale-to 7]``
-(``--imports-only`` skips the control plane). Prints the figures and writes
+Usage: ``.venv/bin/python -m bench.memory [--clusters 250] [--scale-to 7]
+[--apply]`` (``--imports-only`` skips the control plane; ``--apply`` creates
+the clusters with ``kubectl apply``, as users do, which stores a copy of each
+manifest in an annotation, instead of ``kubectl create``). Prints the figures and writes
 ``bench/results/memory.json``. Not part of CI.
 """
 
@@ -124,12 +126,12 @@ def _names(n: int) -> list[str]:
     return [f"rc-{i:04d}" for i in range(n)]
 
 
-def _create(cp: controlplane.ControlPlane, n: int) -> None:
+def _create(cp: controlplane.ControlPlane, n: int, verb: str = "create") -> None:
     names = _names(n)
     for first in range(0, n, 50):
         items = [cluster_manifest(x) for x in names[first : first + 50]]
         doc = {"apiVersion": "v1", "kind": "List", "items": items}
-        cp.kubectl("create", "-f", "-", input=json.dumps(doc), timeout=300)
+        cp.kubectl(verb, "-f", "-", input=json.dumps(doc), timeout=300)
 
 
 def _scale(cp: controlplane.ControlPlane, n: int, workers: int) -> None:
@@ -140,7 +142,7 @@ def _scale(cp: controlplane.ControlPlane, n: int, workers: int) -> None:
         cp.kubectl("patch", "-n", "bench", "raycluster", name, "--type=json", "-p", patch)
 
 
-def operator(n: int, scale_to: int, crds: Path) -> dict[str, Any]:
+def operator(n: int, scale_to: int, crds: Path, verb: str = "create") -> dict[str, Any]:
     pods = n * (1 + WORKERS_PER_CLUSTER)
     scaled_pods = n * (1 + scale_to)
     plan = node_plan(scaled_pods)
@@ -155,7 +157,7 @@ def operator(n: int, scale_to: int, crds: Path) -> dict[str, Any]:
         start = _rss_mib(op)
         print(f"start: {start:.1f} MiB", file=sys.stderr)
 
-        _create(cp, n)
+        _create(cp, n, verb)
         wait_for(lambda: ready_count(cp) >= n, timeout=limit, interval=3, what="ready")
         wait_for(lambda: _running_pods(cp) >= pods, timeout=limit, interval=3, what="pods")
         _settle(op)
@@ -171,6 +173,7 @@ def operator(n: int, scale_to: int, crds: Path) -> dict[str, Any]:
         per_pod = (scaled - with_clusters) / (scaled_pods - pods)
         per_cluster = (with_clusters - start - per_pod * pods) / n
         return {
+            "created_by": f"kubectl {verb}",
             "clusters": n,
             "pods_before_scale": pods,
             "pods_after_scale": scaled_pods,
@@ -207,13 +210,15 @@ def main() -> int:
     parser.add_argument("--clusters", type=int, default=250)
     parser.add_argument("--scale-to", type=int, default=7, help="workers per cluster, step 2")
     parser.add_argument("--imports-only", action="store_true")
+    parser.add_argument("--apply", action="store_true", help="kubectl apply, not create")
     parser.add_argument("--crds", type=Path, default=REPO / "crds", help="CRD directory")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "memory.json")
     args = parser.parse_args()
     result: dict[str, Any] = {"benchmark": "memory", "imports": imports()}
     _print_imports(result["imports"])
     if not args.imports_only:
-        result["operator"] = operator(args.clusters, args.scale_to, args.crds)
+        verb = "apply" if args.apply else "create"
+        result["operator"] = operator(args.clusters, args.scale_to, args.crds, verb)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result.get("operator", {}), indent=2))

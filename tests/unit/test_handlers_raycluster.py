@@ -304,3 +304,18 @@ async def test_a_child_of_a_cluster_that_is_gone_queues_no_pass(
     h.clusters.forget(key)  # its RayCluster's DELETED event
     await event(namespace=NS, labels=child, memo=memo)
     assert not h.queued(h.clusters, name)
+
+
+async def test_the_cluster_cache_keeps_neither_managed_fields_nor_kubectls_copy(
+    manifests: Path,
+) -> None:
+    """Both are often as large as the spec, and no pass reads them."""
+    doc = load(manifests, SAMPLE, "RayCluster")
+    doc["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    doc["metadata"]["annotations"] = {labels.LAST_APPLIED: "{}", "team": "web"}
+    index: Any = registration.ray_clusters  # kopf's decorator types it as its handler
+    (cached,) = (await index(namespace=NS, name="c", body=doc)).values()
+    assert "managedFields" not in cached["metadata"]
+    assert cached["metadata"]["annotations"] == {"team": "web"}
+    assert cached["spec"] == doc["spec"]
+    assert labels.LAST_APPLIED in doc["metadata"]["annotations"]  # the event's body untouched

@@ -19,9 +19,6 @@ from raykube.models.clusterspec import IngressOptions, IngressPathType
 from raykube.models.raycluster import RayCluster
 
 INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
-#: kubectl's copy of the RayCluster manifest: it describes the cluster, and on
-#: the Ingress it would make ``kubectl apply`` of that Ingress diff against it.
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 #: The path a cluster without ``ingressOptions`` gets (KubeRay before 1.7):
 #: ingress-nginx's regex form, for a rewrite-target annotation to use.
 DEFAULT_PATH_TYPE = IngressPathType.EXACT
@@ -40,7 +37,9 @@ def _annotations(cluster: RayCluster) -> dict[str, str]:
     return {
         k: v
         for k, v in cluster.metadata.annotations.items()
-        if k not in (INGRESS_CLASS_ANNOTATION, LAST_APPLIED)
+        # kubectl's copy of the RayCluster manifest: on the Ingress it would
+        # make ``kubectl apply`` of that Ingress diff against it.
+        if k not in (INGRESS_CLASS_ANNOTATION, labels.LAST_APPLIED)
         and not k.startswith(labels.ANNOTATION_PREFIX)
     }
 

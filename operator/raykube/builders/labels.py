@@ -178,6 +178,9 @@ REDIS_CLEANUP_NODE = "redis-cleanup"
 #: On a RayCluster or a pod template (KubeRay's): "true" runs the Ray
 #: container's command as written, without the generated ``ray start``.
 OVERWRITE_CONTAINER_CMD = "ray.io/overwrite-container-cmd"
+#: kubectl's copy of the whole manifest on every object ``kubectl apply`` made:
+#: copied to no child, and left out of the watch caches (as large as a spec).
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 #: On a RayService (KubeRay's): how long the first cluster may take to serve.
 INITIALIZING_TIMEOUT = "ray.io/initializing-timeout"
 

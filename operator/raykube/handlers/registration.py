@@ -124,7 +124,7 @@ async def ray_clusters(
     namespace: str | None, name: str, body: kopf.Body, **_: Any
 ) -> dict[Key, Any]:
     """The latest RayCluster objects: a reconcile reads here, not from the API server."""
-    return {(namespace or "", name): _without_managed_fields(body)}
+    return {(namespace or "", name): _slim(body)}
 
 
 @kopf.index("ray.io", "v1", "rayservices")
@@ -132,16 +132,19 @@ async def rayservice_objects(
     namespace: str | None, name: str, body: kopf.Body, **_: Any
 ) -> dict[Key, Any]:
     """The latest RayService objects: a reconcile reads here, not from the API server."""
-    return {(namespace or "", name): _without_managed_fields(body)}
+    return {(namespace or "", name): _slim(body)}
 
 
-def _without_managed_fields(body: kopf.Body) -> dict[str, Any]:
-    """A copy of ``body`` less ``metadata.managedFields``, which nothing reads
-    and which is often the largest part of an object."""
+def _slim(body: kopf.Body) -> dict[str, Any]:
+    """A copy of ``body`` less what nothing reads and what is often its
+    largest part: ``metadata.managedFields`` and kubectl's last-applied
+    annotation."""
     obj = {k: copy.deepcopy(v) for k, v in body.items() if k != "metadata"}
-    obj["metadata"] = {
-        k: copy.deepcopy(v) for k, v in body["metadata"].items() if k != "managedFields"
-    }
+    meta = {k: copy.deepcopy(v) for k, v in body["metadata"].items() if k != "managedFields"}
+    notes = meta.get("annotations")
+    if isinstance(notes, dict) and ray_labels.LAST_APPLIED in notes:
+        meta["annotations"] = {k: v for k, v in notes.items() if k != ray_labels.LAST_APPLIED}
+    obj["metadata"] = meta
     return obj
 
 
