@@ -7,7 +7,7 @@ from typing import Any
 from raykube.decisions import rayservice_cadence as cadence
 from raykube.decisions.rayservice import decide
 
-from .rayservice_helpers import RUNNING, at, cluster, head, observe, service, with_status
+from .rayservice_helpers import RUNNING, apps, at, cluster, head, observe, service, with_status
 
 APPLIED = {"conditions": [{"type": "ServeConfigApplied", "status": "True"}]}
 
@@ -33,3 +33,20 @@ def test_a_short_threshold_keeps_steady_looks_within_a_quarter_of_it() -> None:
     )
     assert _delay(9, deploymentUnhealthySecondThreshold=4) == cadence.BUSY_SECONDS
     assert _delay(9, deploymentUnhealthySecondThreshold=900) == cadence.STEADY_MAX_SECONDS
+
+
+def test_a_config_just_sent_is_looked_at_every_second_until_it_runs() -> None:
+    """The first answer waits for the pass that sees RUNNING: every second for
+    a minute after the config went, then KubeRay's two seconds."""
+
+    def delay(sent: int, now: int, *states: str) -> float:
+        rs = with_status(service(), active="rs-a")
+        c = cluster("rs-a", serve_submitted_at=at(sent))
+        obs = observe(
+            rs, [c], serve={"rs-a": apps(*states)}, heads={"rs-a": head("rs-a")}, now=at(now)
+        )
+        return cadence.next_look(obs, decide(obs), {}, 0).delay
+
+    assert delay(0, 5, "DEPLOYING", "RUNNING") == cadence.DEPLOYING_SECONDS
+    assert delay(0, 70, "DEPLOYING", "RUNNING") == cadence.BUSY_SECONDS
+    assert delay(0, 5, "RUNNING", "RUNNING") > cadence.DEPLOYING_SECONDS

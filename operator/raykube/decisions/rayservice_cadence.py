@@ -1,5 +1,6 @@
 """When a RayService is looked at again (pure): every 2 s while anything
-changes, as KubeRay does, and backing off to a minute while it is steady (to
+changes, as KubeRay does (every second while a config just sent deploys),
+and backing off to a minute while it is steady (to
 a quarter of its shortest unhealthy threshold, when that is shorter), but
 never later than the next deadline the plan or the clusters carry."""
 
@@ -25,6 +26,12 @@ STEADY_MAX_SECONDS = 60.0
 THRESHOLD_LOOKS = 4
 #: Never sooner than this, whatever a deadline says.
 MIN_SECONDS = 0.5
+#: While a config sent less than DEPLOY_WATCH_SECONDS ago is not RUNNING yet,
+#: look this often: the first answer (and a switch of traffic) waits for the
+#: pass that sees RUNNING, on average half the interval. One second is also
+#: the shortest time a dashboard answer is reused (``MIN_POLL_INTERVAL``).
+DEPLOYING_SECONDS = 1.0
+DEPLOY_WATCH_SECONDS = 60.0
 
 _BUSY_STATES = (UpgradeState.INITIALIZING, UpgradeState.IN_PROGRESS, UpgradeState.RECREATING)
 #: Suspended or given up: nothing changes until the spec does (a new event).
@@ -76,6 +83,22 @@ def _busy(obs: Observed, plan: Plan, status: Mapping[str, Any]) -> bool:
     )
 
 
+def _deploying(obs: Observed, plan: Plan) -> bool:
+    """The goal config was just sent, or sent less than a minute ago to the
+    cluster that is to serve it, and is not RUNNING there yet."""
+    if plan.submit:
+        return True
+    target = obs.roles.pending or obs.roles.active
+    goal = obs.goal
+    if target is None or not goal.hash or target.serve_hash != goal.hash:
+        return False
+    sent = target.serve_submitted_at
+    if sent is None or (obs.now - sent).total_seconds() >= DEPLOY_WATCH_SECONDS:
+        return False
+    apps = obs.snap(target).apps
+    return not all(apps.get(n) and apps[n].status == "RUNNING" for n in goal.app_names)
+
+
 def _threshold_bound(obs: Observed) -> float:
     """A steady service is looked at often enough for its unhealthy thresholds:
     a dashboard that stops answering is seen (one unanswered read takes ~10 s)
@@ -98,7 +121,8 @@ def _threshold_bound(obs: Observed) -> float:
 def next_look(obs: Observed, plan: Plan, status: Mapping[str, Any], steady: int) -> Cadence:
     """``steady`` is the count of steady passes before this one."""
     if _busy(obs, plan, status):
-        count, delay = 0, BUSY_SECONDS
+        count = 0
+        delay = DEPLOYING_SECONDS if _deploying(obs, plan) else BUSY_SECONDS
     else:
         count = steady + 1
         delay = min(STEADY_MAX_SECONDS, STEADY_FIRST_SECONDS * 2 ** min(count - 1, 16))

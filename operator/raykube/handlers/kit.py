@@ -154,9 +154,25 @@ class Controller:
             if err.not_found:
                 return False
             raise
-        meta = written.get("metadata") if isinstance(written, dict) else None
-        self.states.of(key).own_version = str((meta or {}).get("resourceVersion") or "")
+        meta = (written.get("metadata") if isinstance(written, dict) else None) or {}
+        made = str(meta.get("resourceVersion") or "")
+        stored_now = written.get("status") if isinstance(written, dict) else None
+        record = self.states.of(key)
+        if made and isinstance(stored_now, dict):
+            record.own_write = (str(obj["metadata"]["resourceVersion"]), made, stored_now)
+        else:
+            record.own_write = None
         return True
+
+    def current(self, key: Key, obj: Body) -> Body:
+        """``obj`` as this process's last status write left it, while the watch
+        cache still shows the version that write replaced (the write changed
+        the status and the resourceVersion, nothing else)."""
+        record = self.states.get(key)
+        own = record.own_write if record else None
+        if own is None or obj["metadata"].get("resourceVersion") != own[0]:
+            return obj
+        return {**obj, "metadata": {**obj["metadata"], "resourceVersion": own[1]}, "status": own[2]}
 
     async def report_invalid(
         self, res: Resource, key: Key, obj: Body, reason: str, message: str, status: Body

@@ -131,6 +131,7 @@ async def _reconcile(ctl: Controller, key: Key) -> float | None:
         ctl.forget(key)
         return None
     ctl.seen(key)
+    obj = ctl.current(key, obj)
     try:
         cluster = parse_raycluster(obj)
     except ValidationError as err:

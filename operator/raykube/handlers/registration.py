@@ -301,6 +301,7 @@ async def raycluster_event(
     # The status write a pass ends with comes back as an event; a pass for it
     # would find nothing to do (a quarter of a create burst's passes).
     if record.own_version and meta.get("resourceVersion") == record.own_version:
+        record.own_write = None  # the cache shows the write now
         return
     ctl.queue.add(key)
 

@@ -29,9 +29,12 @@ class ObjectState:
     building: frozenset[str] = frozenset()
     #: Monotonic time of the last status write of this process (its pacing).
     status_written: float | None = None
-    #: The resourceVersion this process's last status write made: the watch's
-    #: echo of that write changes nothing a pass reads, so it queues no pass.
-    own_version: str = ""
+    #: This process's last status write: (the resourceVersion it replaced, the
+    #: one it made, the status as stored). The watch's echo of that write
+    #: changes nothing a pass reads, so it queues no pass; a pass that runs
+    #: before the echo arrives reads the write from here (``Controller.current``)
+    #: instead of computing from the older status and patching into a 409.
+    own_write: tuple[str, str, dict[str, Any]] | None = None
     #: The status's summary for the gauges: a RayCluster's state, or a
     #: RayService's conditions as {type: status}.
     summary: tuple[tuple[str, str], ...] = ()
@@ -56,6 +59,11 @@ class ObjectState:
     #: RayService: cluster name -> (Secret name, token) its dashboard calls
     #: carry, read once and dropped when a poll of that head fails.
     tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def own_version(self) -> str:
+        """The resourceVersion this process's last status write made ("" if none)."""
+        return self.own_write[1] if self.own_write else ""
 
 
 class States:
