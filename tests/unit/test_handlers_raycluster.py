@@ -288,7 +288,7 @@ async def test_a_new_head_service_is_headless_and_an_older_one_keeps_its_address
     assert stamp != "written-by-an-older-operator"  # brought up to date, address kept
 
 
-async def test_a_child_of_a_cluster_that_is_gone_queues_no_pass(
+async def test_child_events_of_a_moment_make_one_pass_and_a_gone_clusters_none(
     harness: Harness, manifests: Path
 ) -> None:
     h = harness
@@ -298,12 +298,17 @@ async def test_a_child_of_a_cluster_that_is_gone_queues_no_pass(
     event: Any = registration.child_event  # kopf's decorator types it as its handler
     child = {labels.CLUSTER: name}
     h.clusters.queue._queued.discard(key)
+    h.clusters.queue.forget(key)
     await event(namespace=NS, labels=child, memo=memo)
-    assert h.queued(h.clusters, name)
-    h.clusters.queue._queued.discard(key)
+    # One pass a moment later for the events of that moment, not one each.
+    timer = h.clusters.queue._timers[key]
+    await event(namespace=NS, labels=child, memo=memo)
+    assert h.clusters.queue._timers[key] is timer
+    assert not h.queued(h.clusters, name)
+    h.clusters.queue.forget(key)
     h.clusters.forget(key)  # its RayCluster's DELETED event
     await event(namespace=NS, labels=child, memo=memo)
-    assert not h.queued(h.clusters, name)
+    assert key not in h.clusters.queue._timers and not h.queued(h.clusters, name)
 
 
 async def test_the_cluster_cache_keeps_neither_managed_fields_nor_kubectls_copy(

@@ -306,6 +306,11 @@ async def raycluster_event(
     ctl.queue.add(key)
 
 
+#: How long a RayCluster's pass waits after the first event of one of its
+#: children, so that the events of the same moment make one pass.
+CHILD_EVENT_WINDOW_SECONDS = 0.2
+
+
 @kopf.on.event("pods", labels=RAY_CHILD)
 @kopf.on.event("services", labels=RAY_CHILD)
 @kopf.on.event("networking.k8s.io", "v1", "ingresses", labels=RAY_CHILD)
@@ -319,7 +324,9 @@ async def child_event(
     # for a pass each that finds nothing) or not listed yet (its own event
     # queues it then).
     if key in ctl.states:
-        ctl.queue.add(key)
+        # A starting cluster's pods send ~16 events in a second or two; one
+        # pass a short moment after the first sees what the next ones would.
+        ctl.queue.add_after(key, CHILD_EVENT_WINDOW_SECONDS)
 
 
 @kopf.on.event("ray.io", "v1", "rayservices")
