@@ -170,7 +170,12 @@ class Controller:
         the status and the resourceVersion, nothing else)."""
         record = self.states.get(key)
         own = record.own_write if record else None
-        if own is None or obj["metadata"].get("resourceVersion") != own[0]:
+        if record is None or own is None:
+            return obj
+        version = obj["metadata"].get("resourceVersion")
+        if version != own[0]:
+            if version != own[1]:
+                record.own_write = None  # moved on past the write (another change)
             return obj
         return {**obj, "metadata": {**obj["metadata"], "resourceVersion": own[1]}, "status": own[2]}
 

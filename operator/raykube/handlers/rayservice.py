@@ -62,7 +62,6 @@ from raykube.decisions.rayservice_view import (
     cluster_view,
     with_notes,
 )
-from raykube.decisions.status_patch import differs
 from raykube.handlers.children import ensure_owned
 from raykube.handlers.kit import Controller
 from raykube.handlers.rayservice_gateway import ensure_gateway
@@ -75,7 +74,6 @@ from raykube.handlers.rayservice_observe import (
     token,
 )
 from raykube.handlers.runtime import IndexLike, Runtime
-from raykube.handlers.state import ObjectState
 from raykube.handlers.workqueue import Key, WorkQueue
 from raykube.models.base import validation_message
 from raykube.models.clusterspec import ManagedBy
@@ -125,7 +123,10 @@ async def _reconcile(sc: ServiceController, key: Key) -> float | None:
         ctl.forget(key)  # owned clusters and Services go with it (owner references)
         return None
     record = ctl.seen(key)
-    obj = _with_own_status(record, obj)
+    # A pass right after a promotion must not read the old roles from a cache
+    # that has not delivered the status write yet, and promote (and reschedule
+    # the old cluster's deletion) again.
+    obj = ctl.current(key, obj)
     try:
         rs = parse_rayservice(obj)
     except ValidationError as err:
@@ -146,21 +147,6 @@ async def _reconcile(sc: ServiceController, key: Key) -> float | None:
     cadence = next_look(obs, plan, status, record.steady)
     record.steady = cadence.steady
     return cadence.delay
-
-
-def _with_own_status(record: ObjectState, obj: dict[str, Any]) -> dict[str, Any]:
-    """The cached RayService, with the status this process last wrote while the
-    watch has not delivered that write yet: a pass right after a promotion must
-    not read the old roles and promote (and reschedule the old cluster's
-    deletion) again. Its own status write then fails on the old
-    resourceVersion and the pass is queued again."""
-    own = record.own_status
-    if own is None:
-        return obj
-    if obj["metadata"].get("resourceVersion") != own[0]:
-        record.own_status = None  # the cache has moved on (our write, or another)
-        return obj
-    return {**obj, "status": own[1]}
 
 
 async def _report_invalid(ctl: Controller, key: Key, obj: dict[str, Any], message: str) -> None:
@@ -632,10 +618,7 @@ async def ensure_status(p: Pass, obs: Observed, plan: Plan) -> dict[str, Any]:
     status = compute_status(inputs)
     for reason, message in new_warnings(p.obj.get("status"), status):
         p.event("Warning", reason, message)
-    changed = differs(p.obj.get("status"), status)
     if await p.sc.ctl.write_status(RAYSERVICES, p.key, p.obj, status):
-        if changed:
-            p.record.own_status = (p.obj["metadata"].get("resourceVersion", ""), status)
         summary = [(c["type"], c["status"]) for c in status.get("conditions") or []]
         p.sc.ctl.summarise(p.key, summary)
     return status

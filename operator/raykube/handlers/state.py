@@ -47,10 +47,6 @@ class ObjectState:
     #: RayService: cluster name -> annotations written on it that the watch cache
     #: may not show yet (``None``: removed); dropped once it does.
     written: dict[str, dict[str, str | None]] = field(default_factory=dict)
-    #: RayService: (the resourceVersion it was computed from, the status) of this
-    #: process's last status write; while the watch cache still shows that
-    #: version, a pass reads this status instead (the roles moved on with it).
-    own_status: tuple[str, dict[str, Any]] | None = None
     #: RayService: what its last good serve config Secret holds, as this process
     #: last read (once, on its first pass) or wrote it; None: not read yet.
     last_good: str | None = None
