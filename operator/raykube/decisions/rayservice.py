@@ -187,7 +187,7 @@ def serving(obs: Observed, cluster: ClusterView) -> bool:
         cluster.serve_hash == obs.goal.hash
         and not interrupted(cluster, obs.goal)  # what RUNs may be the last good config
         and snap.reachable
-        and all(snap.apps.get(n) and snap.apps[n].status == "RUNNING" for n in obs.goal.app_names)
+        and snap.running(obs.goal.app_names)
     )
 
 

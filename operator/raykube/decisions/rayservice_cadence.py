@@ -95,8 +95,7 @@ def _deploying(obs: Observed, plan: Plan) -> bool:
     sent = target.serve_submitted_at
     if sent is None or (obs.now - sent).total_seconds() >= DEPLOY_WATCH_SECONDS:
         return False
-    apps = obs.snap(target).apps
-    return not all(apps.get(n) and apps[n].status == "RUNNING" for n in goal.app_names)
+    return not obs.snap(target).running(goal.app_names)
 
 
 def _threshold_bound(obs: Observed) -> float:

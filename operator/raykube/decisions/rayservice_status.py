@@ -230,9 +230,7 @@ def _serve_condition(inp: StatusInputs) -> Cond:
     if problems is not None:
         return Cond(SERVE_CONFIG_APPLIED, False, problems[0], f"{where}: {problems[1]}")
     apps = target.snap.apps
-    if target.snap.reachable and all(
-        apps.get(n) and apps[n].status == "RUNNING" for n in goal.app_names
-    ):
+    if target.snap.reachable and target.snap.running(goal.app_names):
         return Cond(SERVE_CONFIG_APPLIED, True, "ApplicationsRunning", f"{where}: all running")
     states = ", ".join(f"{n} {apps[n].status if n in apps else 'absent'}" for n in goal.app_names)
     return Cond(SERVE_CONFIG_APPLIED, False, "Deploying", f"{where}: {states}")

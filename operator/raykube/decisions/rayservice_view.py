@@ -8,7 +8,7 @@ Serve state reported by a head's dashboard into a ``ServeSnapshot``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -268,6 +268,10 @@ class ServeSnapshot:
     error: str = ""
     #: The head's Serve proxy answered ``/-/healthz``.
     proxy_healthy: bool = False
+
+    def running(self, names: Iterable[str]) -> bool:
+        """Every application of ``names`` is there and RUNNING."""
+        return all(self.apps.get(n) and self.apps[n].status == "RUNNING" for n in names)
 
 
 UNREACHABLE = ServeSnapshot(reachable=False, error="not polled")
