@@ -18,6 +18,7 @@ file order:
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -137,9 +138,46 @@ def resubmitted(svc: Service, cluster: str) -> list[str]:
     ]
 
 
-def all_pods_ready(svc: Service, cluster: str) -> bool:
+#: Run on the head: the Ray nodes its GCS knows alive and the nodes running a
+#: healthy Serve proxy, by IP (the dashboard's own view).
+PLACEMENT = (
+    "import json, urllib.request as u\n"
+    "get = lambda p: json.load(u.urlopen('http://localhost:8265' + p, timeout=5))\n"
+    "nodes = get('/nodes?view=summary')['data']['summary']\n"
+    "proxies = get('/api/serve/applications/')['proxies'].values()\n"
+    "print(json.dumps({'alive': [n['raylet']['nodeManagerAddress'] for n in nodes"
+    " if n['raylet']['state'] == 'ALIVE'],"
+    " 'proxies': [p['node_ip'] for p in proxies if p['status'] == 'HEALTHY']}))\n"
+)
+
+
+def placement(svc: Service, cluster: str) -> dict[str, list[str]]:
+    """Nothing known (empty lists) while the head or its dashboard does not answer."""
+    heads = pods(svc.k, cluster, "head")
+    name = heads[0]["metadata"]["name"] if len(heads) == 1 else ""
+    out = svc.k.run("exec", name, "--", "python3", "-c", PLACEMENT, check=False) if name else ""
+    try:
+        found: dict[str, list[str]] = json.loads(out)
+    except ValueError:
+        return {"alive": [], "proxies": []}
+    return found
+
+
+def whole_again(svc: Service, cluster: str) -> bool:
+    """Both pods' Ray belong to the new head's GCS, and each pod is Ready
+    exactly when it runs a Serve proxy. Serve runs proxies only on the head and
+    on nodes with replicas: a worker that rejoins after the re-submitted
+    applications were placed (all on the new head, which has the CPUs for
+    them) gets none, and its readiness probe (raylet and proxy, KubeRay's)
+    keeps it out of the serve Service, as it should."""
     ray_pods = live(svc.k.items("pods", f"ray.io/cluster={cluster}"))
-    return len(ray_pods) == 2 and all(pod_ready(p) for p in ray_pods)
+    ips = {p.get("status", {}).get("podIP") for p in ray_pods}
+    if len(ray_pods) != 2 or None in ips:
+        return False
+    seen = placement(svc, cluster)
+    if set(seen["alive"]) != ips:
+        return False
+    return all(pod_ready(p) == (p["status"]["podIP"] in seen["proxies"]) for p in ray_pods)
 
 
 def worker_recovery(svc: Service, cluster: str, before: dict[str, Any]) -> str:
@@ -192,17 +230,21 @@ def test_head_pod_deleted_is_recreated_and_serves_again(
     assert_same_cluster(svc)
     # The cluster is whole again: the worker rejoins by restarting against the
     # new head, or is replaced by the operator (HeadReplaced) once the new head
-    # is Ready. (It once stayed un-Ready when its Ray had started within the
-    # second the new head pod was created; the operator now compares with the
-    # head's Ray start, docs/raycluster.md.) The states are printed if not.
+    # is Ready. (It once stayed outside the new GCS when its Ray had started
+    # within the second the new head pod was created; the operator now compares
+    # with the head's Ray start, docs/raycluster.md.) The states are printed if not.
     started = time.monotonic()
     try:
-        eventually(lambda: all_pods_ready(svc, cluster), 300, "head and worker Ready")
+        eventually(
+            lambda: whole_again(svc, cluster), 300, "both pods in the new GCS, Ready where serving"
+        )
     except WaitTimeout as err:
         pytest.fail(f"the cluster is not whole again: {err}\n{pod_states(svc, cluster)}")
     how = worker_recovery(svc, cluster, worker)
+    proxied = "with" if len(placement(svc, cluster)["proxies"]) > 1 else "without"
     figures["head pod deleted, worker"] = (
-        f"{how}, Ready {time.monotonic() - started:.0f} s after serving resumed"
+        f"{how}, in the new GCS {time.monotonic() - started:.0f} s after serving resumed,"
+        f" {proxied} a Serve proxy"
     )
     assert report.failures == [] or report.failures[-1].at_s < report.elapsed_s - 15, (
         "requests still failed at the end:\n" + report.failure_text()
