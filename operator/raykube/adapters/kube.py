@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlencode
 
+from raykube.adapters import jsonwire
 from raykube.adapters.bodies import CHUNK, read_at_most
 from raykube.adapters.kubeauth import Transport, load
 from raykube.adapters.writegate import WRITES, WriteGate
@@ -183,7 +184,7 @@ class Kube:
             KUBE_REQUESTS.labels(method, code).inc()
         if not 200 <= int(raw.status) <= 299:
             raise _status_error(int(raw.status), data)
-        return cast(JSON, json.loads(data)) if data else {}
+        return cast(JSON, jsonwire.loads(data)) if data else {}
 
     async def get(self, res: Resource, namespace: str | None, name: str) -> JSON | None:
         try:

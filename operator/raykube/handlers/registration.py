@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import copy
 import logging
+import types
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from kopf._cogs.clients import api as kopf_api
 
-from raykube.adapters import kubeauth
+from raykube.adapters import jsonwire, kubeauth
 from raykube.adapters.dashboard import DashboardClient
 from raykube.adapters.kube import Kube
 from raykube.builders import labels as ray_labels
@@ -197,9 +199,19 @@ class NoEssence(kopf.DiffBaseStorage):
 EMPTY_ESSENCE: dict[str, Any] = {}
 
 
+def decode_watch_events_with_orjson() -> None:
+    """kopf decodes each watch event with ``json.loads`` read through its API
+    module's global ``json`` (kopf 1.45, pinned): that global becomes
+    ``jsonwire``'s stand-in. A kopf without it fails the unit test that
+    checks the hookup, not the operator."""
+    if isinstance(getattr(kopf_api, "json", None), types.ModuleType):
+        setattr(kopf_api, "json", jsonwire.json_module())  # noqa: B010 (not re-exported)
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> None:
     ours: Settings = memo["settings"]
+    decode_watch_events_with_orjson()
     settings.persistence.diffbase_storage = NoEssence()
     settings.persistence.finalizer = f"{ours.operator_name}.ray.io/finalizer"
     settings.posting.level = logging.WARNING
