@@ -31,6 +31,11 @@ def test_what_orjson_refuses_falls_back_to_the_standard_library(text: str) -> No
         assert got == want
 
 
+def test_text_with_a_lone_surrogate_still_decodes() -> None:
+    text = '["' + chr(0xD800) + '"]'  # a str no UTF-8 encoder accepts
+    assert jsonwire.loads(text) == json.loads(text) == [chr(0xD800)]
+
+
 def test_invalid_json_is_still_an_error() -> None:
     with pytest.raises(ValueError):
         jsonwire.loads("{not json")
