@@ -163,21 +163,23 @@ def placement(svc: Service, cluster: str) -> dict[str, list[str]]:
     return found
 
 
-def whole_again(svc: Service, cluster: str) -> bool:
+def whole_again(svc: Service, cluster: str) -> dict[str, list[str]] | None:
     """Both pods' Ray belong to the new head's GCS, and each pod is Ready
     exactly when it runs a Serve proxy. Serve runs proxies only on the head and
     on nodes with replicas: a worker that rejoins after the re-submitted
     applications were placed (all on the new head, which has the CPUs for
     them) gets none, and its readiness probe (raylet and proxy, KubeRay's)
-    keeps it out of the serve Service, as it should."""
+    keeps it out of the serve Service, as it should. What the head reported,
+    once it holds."""
     ray_pods = live(svc.k.items("pods", f"ray.io/cluster={cluster}"))
     ips = {p.get("status", {}).get("podIP") for p in ray_pods}
     if len(ray_pods) != 2 or None in ips:
-        return False
+        return None
     seen = placement(svc, cluster)
     if set(seen["alive"]) != ips:
-        return False
-    return all(pod_ready(p) == (p["status"]["podIP"] in seen["proxies"]) for p in ray_pods)
+        return None
+    ready = all(pod_ready(p) == (p["status"]["podIP"] in seen["proxies"]) for p in ray_pods)
+    return seen if ready else None
 
 
 def worker_recovery(svc: Service, cluster: str, before: dict[str, Any]) -> str:
@@ -235,13 +237,14 @@ def test_head_pod_deleted_is_recreated_and_serves_again(
     # with the head's Ray start, docs/raycluster.md.) The states are printed if not.
     started = time.monotonic()
     try:
-        eventually(
+        seen = eventually(
             lambda: whole_again(svc, cluster), 300, "both pods in the new GCS, Ready where serving"
         )
     except WaitTimeout as err:
         pytest.fail(f"the cluster is not whole again: {err}\n{pod_states(svc, cluster)}")
     how = worker_recovery(svc, cluster, worker)
-    proxied = "with" if len(placement(svc, cluster)["proxies"]) > 1 else "without"
+    (now,) = pods(svc.k, cluster, "worker")
+    proxied = "with" if now["status"]["podIP"] in seen["proxies"] else "without"
     figures["head pod deleted, worker"] = (
         f"{how}, in the new GCS {time.monotonic() - started:.0f} s after serving resumed,"
         f" {proxied} a Serve proxy"

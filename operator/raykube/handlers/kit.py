@@ -172,10 +172,8 @@ class Controller:
         own = record.own_write if record else None
         if record is None or own is None:
             return obj
-        version = obj["metadata"].get("resourceVersion")
-        if version != own[0]:
-            if version != own[1]:
-                record.own_write = None  # moved on past the write (another change)
+        if obj["metadata"].get("resourceVersion") != own[0]:
+            record.own_write = None  # the cache shows the write, or moved past it
             return obj
         return {**obj, "metadata": {**obj["metadata"], "resourceVersion": own[1]}, "status": own[2]}
 
